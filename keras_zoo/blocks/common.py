@@ -1,0 +1,52 @@
+"""Small functional-graph helpers shared by every block: initializers, normalization + activation.
+
+Normalization is swappable by name (`norm="batch_norm"`); each helper takes the layer-name prefix
+so that layer names, which are checkpoint keys, stay stable.
+"""
+import dataclasses
+
+from keras_zoo.backend import keras
+from keras_zoo.layers.activations import activation_layer
+
+# EfficientNet / MnasNet initializers: He-style fan-out normal for convs, uniform for the classifier.
+CONV_INIT = {"class_name": "VarianceScaling",
+             "config": {"scale": 2.0, "mode": "fan_out", "distribution": "truncated_normal"}}
+DENSE_INIT = {"class_name": "VarianceScaling",
+              "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
+
+NORMS = ("batch_norm",)
+
+
+@dataclasses.dataclass(frozen=True)
+class NormAct:
+    """How a block normalizes and activates: one object passed down instead of five arguments."""
+    norm: str = "batch_norm"
+    activation: str = "swish"
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(f"Unknown norm {self.norm!r}; choose one of {NORMS}.")
+
+    def __call__(self, x, name, activation=True):
+        """Normalizes `x` and, unless `activation` is False, applies the activation."""
+        x = keras.layers.BatchNormalization(
+            momentum=self.momentum, epsilon=self.epsilon, name=f"{name}bn")(x)
+        return self.act(x, name) if activation else x
+
+    def act(self, x, name):
+        """The activation alone, named `{name}activation`."""
+        return activation_layer(self.activation, f"{name}activation")(x)
+
+
+def conv(filters, kernel_size, strides=1, name=None, groups=1, use_bias=False):
+    return keras.layers.Conv2D(
+        filters, kernel_size, strides=strides, padding="same", use_bias=use_bias, groups=groups,
+        kernel_initializer=CONV_INIT, name=name)
+
+
+def depthwise_conv(kernel_size, strides=1, name=None):
+    return keras.layers.DepthwiseConv2D(
+        kernel_size, strides=strides, padding="same", use_bias=False,
+        depthwise_initializer=CONV_INIT, name=name)

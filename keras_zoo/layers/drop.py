@@ -1,0 +1,31 @@
+"""Stochastic depth (Huang et al. 2016), the "drop connect" of EfficientNet (arXiv:1905.11946).
+
+`StochasticDepth` drops a residual branch for a whole example with probability `rate` during
+training and scales the kept ones by 1 / (1 - rate), so the expected output is unchanged; at
+inference it is the identity. The per-block rate ramp is `keras_zoo.models.scaling.drop_connect_rates`.
+"""
+from keras_zoo.backend import keras, register_serializable, tf
+
+
+@register_serializable
+class StochasticDepth(keras.layers.Layer):
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"StochasticDepth rate must be in [0, 1), got {rate}.")
+        self.rate = float(rate)
+        self.seed = seed
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0.0:
+            return inputs
+        keep = 1.0 - self.rate
+        shape = tf.concat([tf.shape(inputs)[:1], tf.ones([tf.rank(inputs) - 1], tf.int32)], 0)
+        mask = tf.floor(keep + tf.random.uniform(shape, seed=self.seed, dtype=inputs.dtype))
+        return inputs / tf.cast(keep, inputs.dtype) * mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

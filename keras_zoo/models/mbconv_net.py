@@ -1,0 +1,92 @@
+"""The block-string network builder behind the whole MBConv family (MobileNetV2 arXiv:1801.04381,
+MnasNet arXiv:1807.11626, EfficientNet arXiv:1905.11946 and their relatives).
+
+A network is a stem conv, stages decoded from block strings (`keras_zoo.blocks.block_string`),
+a 1x1 head conv and a classifier. Width and depth multipliers go through the scaling rules of
+`keras_zoo.models.scaling`; every family in this package is an `MBConvNetConfig` of this builder.
+"""
+import dataclasses
+from typing import Optional
+
+from keras_zoo.backend import keras
+from keras_zoo.blocks import block_string
+from keras_zoo.blocks.common import DENSE_INIT, NormAct, conv
+from keras_zoo.blocks.mbconv import mbconv_block
+from keras_zoo.models.scaling import drop_connect_rates, round_filters, round_repeats
+
+HEAD_SCALING = ("width", "fixed", "grow_only")
+
+
+@dataclasses.dataclass(frozen=True)
+class MBConvNetConfig:
+    """Everything that defines an MBConv-family network. Field names are `create_model` overrides."""
+    blocks: tuple = ()
+    width: float = 1.0
+    depth: float = 1.0
+    resolution: Optional[int] = 224
+    num_classes: int = 1000
+    include_top: bool = True
+    dropout: float = 0.2
+    drop_connect: float = 0.2
+    stem_filters: int = 32
+    scale_stem: bool = True
+    head_filters: int = 1280
+    head_scaling: str = "width"  # "fixed" (Lite), "grow_only" (MobileNetV2: scaled only if width > 1)
+    activation: str = "swish"
+    norm: str = "batch_norm"
+    bn_momentum: float = 0.99
+    bn_epsilon: float = 1e-3
+    divisor: int = 8
+    classifier_activation: Optional[str] = None
+    in_channels: int = 3
+    name: str = "mbconv_net"
+
+    def __post_init__(self):
+        if self.head_scaling not in HEAD_SCALING:
+            raise ValueError(f"head_scaling must be one of {HEAD_SCALING}, got {self.head_scaling!r}.")
+        if self.resolution is not None and self.resolution < 8:
+            raise ValueError(f"resolution must be at least 8 pixels (or None for any), got {self.resolution}.")
+        block_string.decode_all(self.blocks)  # fail early with the bad token named
+
+    def stem_width(self):
+        return round_filters(self.stem_filters, self.width if self.scale_stem else 1.0, self.divisor)
+
+    def head_width(self):
+        grow = {"width": self.width, "fixed": 1.0, "grow_only": max(self.width, 1.0)}[self.head_scaling]
+        return round_filters(self.head_filters, grow, self.divisor)
+
+    def stages(self):
+        """The decoded stages, with width- and depth-scaled filters and repeats."""
+        return [a.replace(filters=round_filters(a.filters, self.width, self.divisor),
+                          repeats=round_repeats(a.repeats, self.depth))
+                for a in block_string.decode_all(self.blocks)]
+
+
+def _block_name(stage, index):
+    return f"block{stage + 1}{chr(ord('a') + index) if index < 26 else f'_{index}'}_"
+
+
+def build_mbconv_net(cfg: MBConvNetConfig):
+    """Builds the functional `keras.Model` that `cfg` describes (logits unless `classifier_activation`)."""
+    norm_act = NormAct(cfg.norm, cfg.activation, cfg.bn_momentum, cfg.bn_epsilon)
+    inputs = keras.Input(shape=(cfg.resolution, cfg.resolution, cfg.in_channels), name="image")
+    x = conv(cfg.stem_width(), 3, 2, name="stem_conv")(inputs)
+    x = norm_act(x, "stem_")
+
+    stages = cfg.stages()
+    rates = drop_connect_rates(sum(a.repeats for a in stages), cfg.drop_connect)
+    for s, args in enumerate(stages):
+        for i in range(args.repeats):
+            block_args = args if i == 0 else args.replace(stride=1)
+            x = mbconv_block(x, block_args, args.filters, norm_act, rates.pop(0), _block_name(s, i))
+
+    x = conv(cfg.head_width(), 1, name="top_conv")(x)
+    x = norm_act(x, "top_")
+    if cfg.include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
+        # The classifier computes in float32 under mixed precision so logits and losses stay exact.
+        x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation,
+                               kernel_initializer=DENSE_INIT, dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, x, name=cfg.name)

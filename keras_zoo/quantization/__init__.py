@@ -1,0 +1,6 @@
+"""Quantization: QuantizeConfigs for keras_zoo's custom layers and quantize-aware training (TFMOT).
+
+TFMOT only accepts tf_keras models, so run with `TF_USE_LEGACY_KERAS=1` set before TensorFlow is
+imported. `quantize_model(model)` is TFMOT's `quantize_model` that also knows our layers.
+"""
+from keras_zoo.quantization.qat import QUANTIZE_CONFIGS, quantize_model  # noqa: F401

@@ -1,0 +1,134 @@
+"""The model registry: one name -> builder, default config, the paper's figures and the citation.
+
+`create_model("efficientnet_b0", num_classes=10)` builds a plain `keras.Model`. Overrides are the
+fields of the family's config dataclass; anything else raises with the valid names listed. An
+unknown model name raises with the closest registered names.
+"""
+import dataclasses
+import difflib
+import fnmatch
+import functools
+from typing import Any, Callable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperFigures:
+    """What the paper (or the reference implementation of its architecture) reports.
+
+    `params` is the exact trainable parameter count of the reference architecture at 1000 classes,
+    which the model contract checks equality against; `macs` is the paper's multiply-add count at
+    `resolution` (checked within 2%); `top1` is ImageNet top-1 (%); `note` explains any gap.
+    """
+    params: Optional[int] = None
+    macs: Optional[float] = None
+    top1: Optional[float] = None
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable[[Any], Any]
+    config: Any
+    family: str
+    paper: PaperFigures
+    citation: str
+    # Overrides that make the contract test cheap (tiny input) without changing the architecture.
+    tiny: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def resolution(self):
+        return getattr(self.config, "resolution", None)
+
+
+class UnknownModelError(ValueError):
+    pass
+
+
+_REGISTRY: dict = {}
+
+
+def register_model(name, builder, config, *, family, paper=PaperFigures(), citation="", tiny=None):
+    """Registers `builder(config)` under `name` (snake_case). Returns the spec."""
+    if name in _REGISTRY:
+        raise ValueError(f"Model {name!r} is already registered.")
+    if name != name.lower() or " " in name or "-" in name:
+        raise ValueError(f"Model names are snake_case, got {name!r}.")
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"The config of {name!r} must be a dataclass instance, got {type(config)}.")
+    spec = ModelSpec(name, builder, config, family, paper, citation, dict(tiny or {}))
+    _REGISTRY[name] = spec
+    return spec
+
+
+def _load_families():
+    # Importing the family modules registers their models.
+    from keras_zoo import models  # noqa: F401
+
+
+def _normalize(name):
+    return name.lower().replace("-", "").replace("_", "").replace(".", "")
+
+
+def get_spec(name):
+    _load_families()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    by_norm = {_normalize(n): n for n in _REGISTRY}
+    if _normalize(name) in by_norm:
+        return _REGISTRY[by_norm[_normalize(name)]]
+    close = difflib.get_close_matches(_normalize(name), list(by_norm), n=5, cutoff=0.6)
+    hint = f" Did you mean: {', '.join(by_norm[c] for c in close)}?" if close else ""
+    raise UnknownModelError(
+        f"Unknown model {name!r}.{hint} `keras-zoo list` (or keras_zoo.list_models()) shows all "
+        f"{len(_REGISTRY)} models.")
+
+
+def list_models(pattern="*"):
+    """Registered model names matching the shell-style `pattern`, sorted."""
+    _load_families()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def model_config(name, **overrides):
+    """The config `create_model(name, **overrides)` would build, with the overrides checked."""
+    spec = get_spec(name)
+    valid = {f.name for f in dataclasses.fields(spec.config)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise TypeError(
+            f"Unknown override(s) {unknown} for {spec.name}. Valid overrides: {', '.join(sorted(valid))}.")
+    return dataclasses.replace(spec.config, **overrides)
+
+
+def create_model(name, weights=None, **overrides):
+    """Builds the registered model `name` as a plain `keras.Model`.
+
+    `weights`: None (random init) or a path to a weights file saved by `model.save_weights`.
+    """
+    spec = get_spec(name)
+    model = spec.builder(model_config(spec.name, **overrides))
+    if weights is not None:
+        from keras_zoo import weights as weights_lib
+        weights_lib.load(model, spec, weights)
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def model_info(name):
+    """Figures counted from the built graph at the default resolution, beside the paper's."""
+    from keras_zoo.utils.flops import count_macs, count_params
+
+    spec = get_spec(name)
+    model = spec.builder(spec.config)
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "resolution": spec.resolution,
+        "params": count_params(model),
+        "total_params": count_params(model, trainable=False),
+        "macs": count_macs(model) if spec.resolution else None,
+        "paper": dataclasses.asdict(spec.paper),
+        "citation": spec.citation,
+        "config": dataclasses.asdict(spec.config),
+    }

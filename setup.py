@@ -1,0 +1,24 @@
+"""keras_zoo: Google Brain's efficient models and training methods as plain Keras models."""
+from setuptools import find_packages, setup
+
+TF = "tensorflow>=2.20,<2.22"
+QUANT = ["tf-keras>=2.20,<2.22", "tensorflow-model-optimization~=0.8.0"]
+TRAIN = ["tensorflow-datasets~=4.9.0", "matplotlib>=3.7", "scikit-learn>=1.3"]
+
+setup(
+    name="keras-zoo",
+    version="0.1.0",
+    description="EfficientNet, EfficientDet, SpineNet, Transformer-XL and friends as plain Keras models",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_zoo", "keras_zoo.*"]),
+    python_requires=">=3.10",
+    install_requires=[TF, "keras>=3.5", "numpy"],
+    extras_require={
+        "quantization": QUANT,
+        "train": TRAIN,
+        "test": QUANT + TRAIN + ["pytest>=8"],
+    },
+    entry_points={"console_scripts": ["keras-zoo=keras_zoo.cli:main"]},
+    license="Apache-2.0",
+)

@@ -1,0 +1,44 @@
+"""Test set-up shared by both Keras modes.
+
+The suite runs twice (see the Makefile's `test` target):
+  * Keras 3 (default):            pytest -m "not tf_keras_only"
+  * tf_keras (TF_USE_LEGACY_KERAS=1): pytest -m "both_keras or tf_keras_only"
+Tests marked `both_keras` run in both processes; `tf_keras_only` ones (TFMOT) only in the second.
+A test that lands in the wrong process fails; nothing is skipped.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from keras_zoo.backend import IS_TF_KERAS, keras  # noqa: E402
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_keras: runs under Keras 3 and under tf_keras")
+    config.addinivalue_line("markers", "tf_keras_only: needs tf_keras (TFMOT); runs in the tf_keras process")
+    config.addinivalue_line("markers", "slow: a test of over ~20 s (still part of `make test`)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("tf_keras_only") and not IS_TF_KERAS:
+        pytest.fail("tf_keras_only test collected without TF_USE_LEGACY_KERAS=1: run it with "
+                    "`make test` (or deselect it with -m 'not tf_keras_only').")
+    if IS_TF_KERAS and not (item.get_closest_marker("both_keras") or item.get_closest_marker("tf_keras_only")):
+        pytest.fail("Keras-3-only test collected in the tf_keras process: select with "
+                    "-m 'both_keras or tf_keras_only'.")
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy():
+    """Every test starts and ends with the float32 policy, whatever it changed."""
+    keras.mixed_precision.set_global_policy("float32")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def rng():
+    return np.random.RandomState(0)

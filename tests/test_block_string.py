@@ -1,0 +1,35 @@
+import dataclasses
+
+import pytest
+
+import keras_zoo
+from keras_zoo.blocks.block_string import BlockArgs, decode, encode
+from keras_zoo.registry import get_spec
+
+pytestmark = pytest.mark.both_keras
+
+
+def test_decode_reads_every_field():
+    args = decode("ir_r3_k3.5.7_s2_e6_c40_se0.5_a2_p2_x8_noskip_nrelu")
+    assert args == BlockArgs("ir", 3, (3, 5, 7), 2, 6, 40, 0.5, 2, 2, 8, False, "relu")
+
+
+@pytest.mark.parametrize("text", ["ir_r1_k3_s1_e1_c16", "er_r2_k3_s2_e8_c32_noskip",
+                                  "ir_r4_k3.5.7.9_s2_e3_c80_se0.25_a2_p2", "ir_r1_k5_s1_e6_c320_se0.25_x8_nswish",
+                                  "ir_r1_k3_s1_e2.5_c24"])
+def test_canonical_strings_round_trip(text):
+    assert encode(decode(text)) == text
+
+
+def test_every_registered_block_string_round_trips():
+    for name in keras_zoo.list_models():
+        config = get_spec(name).config
+        if dataclasses.is_dataclass(config) and hasattr(config, "blocks"):
+            for text in config.blocks:
+                assert encode(decode(text)) == text, (name, text)
+
+
+@pytest.mark.parametrize("bad", ["zz_r1_k3_s1_e1_c16", "ir_r1_k3_q4", "ir_r0_k3_s1_e1_c16", "ir_noskipx", ""])
+def test_bad_strings_name_the_problem(bad):
+    with pytest.raises(ValueError, match="block"):
+        decode(bad)

@@ -1,0 +1,109 @@
+"""The model contract of DESIGN.md, run for every registered model in both Keras modes.
+
+A newly registered model is checked here with no new test code: tiny forward pass, the paper's
+parameter count and FLOPs, config and `.keras` round trips, XLA equals graph mode, one
+mixed_bfloat16 training step with finite gradients everywhere, and (tf_keras) TFMOT QAT wrapping.
+"""
+import numpy as np
+import pytest
+
+import keras_zoo
+from keras_zoo.backend import IS_TF_KERAS, keras, tf
+from keras_zoo.registry import get_spec
+
+pytestmark = pytest.mark.both_keras
+
+MODELS = keras_zoo.list_models()
+NUM_CLASSES = 7
+
+
+def build_tiny(name, **overrides):
+    spec = get_spec(name)
+    return keras_zoo.create_model(name, **{"num_classes": NUM_CLASSES, **spec.tiny, **overrides})
+
+
+def tiny_input(model, batch=2, seed=0):
+    shape = (batch,) + tuple(model.inputs[0].shape[1:])
+    return np.random.RandomState(seed).uniform(-1.0, 1.0, shape).astype("float32")
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def tiny(request):
+    model = build_tiny(request.param)
+    yield request.param, model, tiny_input(model)
+    keras.backend.clear_session()
+
+
+def test_registry_is_not_empty():
+    assert "mobilenet_v2_100" in MODELS
+
+
+def test_forward_pass(tiny):
+    name, model, x = tiny
+    y = model(x, training=False)
+    assert tuple(y.shape) == (2, NUM_CLASSES), name
+    assert np.all(np.isfinite(np.asarray(y)))
+
+
+def test_params_and_flops_match_paper(tiny):
+    name = tiny[0]
+    spec, info = get_spec(name), keras_zoo.model_info(name)
+    assert spec.paper.params, f"{name} has no reference parameter count in the registry"
+    assert info["params"] == spec.paper.params, (name, info["params"], spec.paper.params)
+    if spec.paper.macs:
+        assert abs(info["macs"] - spec.paper.macs) / spec.paper.macs < 0.02, (name, info["macs"])
+
+
+def test_config_round_trip(tiny):
+    name, model, x = tiny
+    clone = model.__class__.from_config(model.get_config())
+    assert [w.shape for w in clone.weights] == [w.shape for w in model.weights]
+    assert [layer.name for layer in clone.layers] == [layer.name for layer in model.layers]
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone(x, training=False), model(x, training=False), rtol=1e-6, atol=1e-6)
+
+
+def test_keras_file_round_trip(tiny, tmp_path):
+    name, model, x = tiny
+    path = str(tmp_path / f"{name}.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(np.asarray(loaded(x, training=False)), np.asarray(model(x, training=False)))
+
+
+def test_xla_equals_graph_mode(tiny):
+    name, model, x = tiny
+    graph = tf.function(lambda t: model(t, training=False))
+    xla = tf.function(lambda t: model(t, training=False), jit_compile=True)
+    np.testing.assert_allclose(xla(x).numpy(), graph(x).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_mixed_bfloat16_training_step(tiny):
+    name = tiny[0]
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = build_tiny(name)
+    x, labels = tiny_input(model), np.arange(2) % NUM_CLASSES
+    with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32)))
+    variables = model.trainable_variables
+    grads = tape.gradient(loss, variables)
+    assert logits.dtype == tf.float32, "the classifier must output float32 under mixed precision"
+    assert any(v.dtype == tf.float32 for v in variables)
+    missing = [v.name for v, g in zip(variables, grads) if g is None]
+    assert not missing, f"no gradient for {missing}"
+    bad = [v.name for v, g in zip(variables, grads) if not np.all(np.isfinite(np.asarray(g)))]
+    assert not bad, f"non-finite gradient for {bad}"
+
+
+@pytest.mark.tf_keras_only
+def test_quantize_aware_wrapping(tiny):
+    from keras_zoo.quantization import quantize_model
+    name, model, x = tiny
+    assert IS_TF_KERAS
+    qat = quantize_model(model)
+    wrapped = {layer.layer.name for layer in qat.layers if hasattr(layer, "quantize_config")}
+    convs = {layer.name for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))}
+    assert convs <= wrapped, f"not quantized: {sorted(convs - wrapped)[:5]}"
+    y = qat(x, training=False)
+    assert tuple(y.shape) == (2, NUM_CLASSES) and np.all(np.isfinite(y.numpy()))
