@@ -6,8 +6,13 @@ quantization-aware training only accepts tf_keras models, so every module of ker
 ``keras`` from here and writes layer math with TensorFlow ops, which both Keras versions accept.
 """
 import os
+import sys
 
 import tensorflow as tf
+
+# NOTE: Keras walks functional graphs recursively (building, cloning, saving); EfficientNet-L2 has
+# about 2,500 layers, past Python's default limit of 1,000 frames.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
 
 IS_TF_KERAS = os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() in ("1", "true", "yes")
 

@@ -23,6 +23,12 @@ def _human(n, unit=""):
     return f"{n}{unit}"
 
 
+def _figure(value):
+    if isinstance(value, str) or value is None:
+        return value or "-"
+    return f"{value:,}" if isinstance(value, int) else _human(value)
+
+
 def _parse_value(text):
     try:
         return json.loads(text)
@@ -65,9 +71,9 @@ def cmd_info(args):
     info = keras_zoo.model_info(args.name)
     paper = info["paper"]
     print(f"{info['name']}  ({info['family']})")
-    print(f"  trainable params  {info['params']:,}   (paper/reference: "
-          f"{format(paper['params'], ',') if paper['params'] else '-'}; all weights {info['total_params']:,})")
-    print(f"  FLOPs (mult-adds) {_human(info['macs'])} at {info['resolution']}px   (paper: {_human(paper['macs'])})")
+    print(f"  trainable params  {info['params']:,}   (paper/reference: {_figure(paper['params'])}; "
+          f"all weights {info['total_params']:,})")
+    print(f"  FLOPs (mult-adds) {_human(info['macs'])} at {info['resolution']}px   (paper: {_figure(paper['macs'])})")
     print(f"  ImageNet top-1    {paper['top1'] if paper['top1'] else '-'} (paper)")
     if paper["note"]:
         print(f"  note              {paper['note']}")

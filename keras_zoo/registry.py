@@ -15,14 +15,39 @@ from typing import Any, Callable, Optional
 class PaperFigures:
     """What the paper (or the reference implementation of its architecture) reports.
 
-    `params` is the exact trainable parameter count of the reference architecture at 1000 classes,
-    which the model contract checks equality against; `macs` is the paper's multiply-add count at
-    `resolution` (checked within 2%); `top1` is ImageNet top-1 (%); `note` explains any gap.
+    `params`: an int is the exact trainable parameter count of the reference implementation at
+    1000 classes (the contract checks equality); a string such as "4.7M" is the paper's printed
+    figure (the contract checks it within 0.5% or half a unit of its last printed digit).
+    `macs`: the paper's multiply-adds at the default resolution, a number or a string such as
+    "0.39B" (checked within 2% or half a unit of the last printed digit). `top1`: ImageNet top-1 (%).
+    `note`: where the counted figure and the paper's differ, why.
     """
-    params: Optional[int] = None
-    macs: Optional[float] = None
+    params: Any = None
+    macs: Any = None
     top1: Optional[float] = None
     note: str = ""
+
+    @staticmethod
+    def value_and_tolerance(figure, rel):
+        """(value, allowed absolute difference) of a figure, from its printed precision."""
+        if figure is None:
+            return None, None
+        if isinstance(figure, int):
+            return figure, 0
+        if isinstance(figure, float):
+            return figure, rel * figure
+        text = figure.strip()
+        scale = {"K": 1e3, "M": 1e6, "B": 1e9}[text[-1]]
+        digits = text[:-1]
+        decimals = len(digits.partition(".")[2])
+        value = float(digits) * scale
+        return value, max(rel * value, 0.5 * 10 ** -decimals * scale)
+
+    def params_check(self):
+        return self.value_and_tolerance(self.params, 0.005)
+
+    def macs_check(self):
+        return self.value_and_tolerance(self.macs, 0.02)
 
 
 @dataclasses.dataclass(frozen=True)

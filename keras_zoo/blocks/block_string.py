@@ -7,13 +7,16 @@ A stage of an MBConv-family network is one string such as ``ir_r2_k3_s2_e6_c24_s
 token        meaning
 ===========  =====================================================================
 ``ir``       block type, first token: ``ir`` inverted residual (MBConv; with ``e1`` it is
-             depthwise KxK then projection, no expansion conv), ``er`` fused MBConv (one
-             full KxK expansion conv, EdgeTPU / EfficientNet-X)
+             depthwise KxK then projection, no expansion conv), ``er`` fused MBConv of
+             EfficientNet-EdgeTPU (full KxK expansion conv, then the strided 1x1 projection)
 ``r2``       repeats: how many blocks the stage has (before depth scaling)
 ``k3``       depthwise kernel size; ``k3.5.7`` gives one kernel per channel group (MDConv)
 ``s2``       stride of the first block of the stage (the others use 1)
 ``e6``       expansion ratio of the first 1x1 (or KxK for ``er``) convolution
 ``c24``      output channels (before width scaling)
+``i24``      nominal input channels that size the expansion (before width scaling); by
+             default the actual input channels. The EdgeTPU reference expands its first
+             block from 24 nominal channels although the stem gives 32.
 ``se0.25``   squeeze-and-excite ratio, relative to the block's input channels
 ``a2``       groups of the expansion convolution (MixNet grouped pointwise)
 ``p2``       groups of the projection convolution
@@ -39,6 +42,7 @@ class BlockArgs:
     stride: int = 1
     expand_ratio: float = 1.0
     filters: int = 16
+    input_filters: int = 0
     se_ratio: float = 0.0
     expand_groups: int = 1
     project_groups: int = 1
@@ -58,7 +62,7 @@ class BlockArgs:
         return dataclasses.replace(self, **changes)
 
 
-_OPTION_RE = re.compile(r"^(se|noskip|r|k|s|e|c|a|p|x|n)(.*)$")
+_OPTION_RE = re.compile(r"^(se|noskip|r|k|s|e|c|i|a|p|x|n)(.*)$")
 
 
 def _number(text):
@@ -89,7 +93,7 @@ def decode(block_string):
             else:
                 name, cast = {
                     "r": ("repeats", int), "s": ("stride", int), "e": ("expand_ratio", _number),
-                    "c": ("filters", int), "se": ("se_ratio", float), "a": ("expand_groups", int),
+                    "c": ("filters", int), "i": ("input_filters", int), "se": ("se_ratio", float), "a": ("expand_groups", int),
                     "p": ("project_groups", int), "x": ("num_experts", int),
                 }[key]
                 fields[name] = cast(value)
@@ -111,6 +115,8 @@ def encode(args):
         f"e{_number(args.expand_ratio)}",
         f"c{args.filters}",
     ]
+    if args.input_filters:
+        parts.append(f"i{args.input_filters}")
     if args.se_ratio:
         parts.append(f"se{args.se_ratio:g}")
     if args.expand_groups != 1:

@@ -1,63 +1,93 @@
 """The MBConv block (MobileNetV2 arXiv:1801.04381, MnasNet arXiv:1807.11626, EfficientNet
-arXiv:1905.11946) and its fused variant (EfficientNet-EdgeTPU, EfficientNet-X), as functional graphs.
+arXiv:1905.11946) with its variants, as functional graphs:
 
-MBConv: 1x1 expansion -> KxK depthwise -> squeeze-excite -> 1x1 linear projection, with a residual
-(dropped per example by stochastic depth) when the stride is 1 and the channels match.
-Fused MBConv replaces the expansion and the depthwise conv by one full KxK convolution.
+* MBConv (``ir``): 1x1 expansion -> KxK depthwise -> squeeze-excite -> 1x1 linear projection, with
+  a residual (dropped per example by stochastic depth) when the stride is 1 and channels match;
+* MixNet (arXiv:1907.09595): several depthwise kernel sizes (MDConv) and grouped 1x1 convolutions;
+* CondConv (arXiv:1904.04971): expansion, depthwise and projection convolutions whose kernels are
+  per-example mixtures of experts, routed by sigmoid(FC(GAP(block input)));
+* fused MBConv of EfficientNet-EdgeTPU (``er``): a full KxK expansion conv, then the strided 1x1
+  projection, as in the reference implementation.
 """
 import dataclasses
 
 from keras_zoo.backend import keras
-from keras_zoo.blocks.common import conv, depthwise_conv
+from keras_zoo.blocks.common import CONV_INIT, conv, depthwise_conv
+from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
 from keras_zoo.layers.drop import StochasticDepth
+from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
 
 
-def squeeze_excite(x, in_filters, se_ratio, norm_act, name):
-    """Squeeze-and-excite with the reduction relative to the block's *input* channels."""
-    filters = x.shape[-1]
-    reduced = max(1, int(in_filters * se_ratio))
+def squeeze_excite(x, reduced, norm_act, name):
+    """Squeeze-and-excite to `reduced` channels and back, gating `x` with a sigmoid."""
     s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
     s = conv(reduced, 1, use_bias=True, name=f"{name}se_reduce")(s)
     s = norm_act.act(s, f"{name}se_")
-    s = conv(filters, 1, use_bias=True, name=f"{name}se_expand")(s)
+    s = conv(x.shape[-1], 1, use_bias=True, name=f"{name}se_expand")(s)
     s = keras.layers.Activation("sigmoid", name=f"{name}se_gate")(s)
     return keras.layers.Multiply(name=f"{name}se_excite")([x, s])
 
 
-def _unsupported(args):
-    if len(args.kernel_size) > 1 or args.expand_groups > 1 or args.project_groups > 1 or args.num_experts:
-        raise NotImplementedError(
-            f"Block {args}: mixed kernels (MDConv), grouped pointwise convs and CondConv experts are "
-            "parsed but not built yet; they land with the MBConv-family issue.")
+class _Convs:
+    """Makes the block's convolutions: plain, grouped, mixed-kernel or CondConv (given routing)."""
+
+    def __init__(self, args, routing, split):
+        self.args, self.routing, self.split = args, routing, split
+
+    def full(self, x, filters, kernel, stride, groups, name):
+        if self.routing is None:
+            return conv(filters, kernel, stride, groups=groups, name=name)(x)
+        if groups != 1:
+            raise ValueError(f"{name}: CondConv blocks do not take grouped convolutions ({self.args}).")
+        return CondConv2D(filters, self.args.num_experts, kernel, stride, kernel_initializer=CONV_INIT,
+                          name=name)([x, self.routing])
+
+    def depthwise(self, x, stride, name):
+        kernels = self.args.kernel_size
+        if self.routing is not None:
+            if len(kernels) > 1:
+                raise ValueError(f"{name}: CondConv blocks take one kernel size ({self.args}).")
+            return CondDepthwiseConv2D(self.args.num_experts, kernels[0], stride, kernel_initializer=CONV_INIT,
+                                       name=name)([x, self.routing])
+        if len(kernels) > 1:
+            return MixedDepthwiseConv2D(kernels, stride, self.split, depthwise_initializer=CONV_INIT, name=name)(x)
+        return depthwise_conv(kernels[0], stride, name=name)(x)
 
 
-def mbconv_block(x, args, out_filters, norm_act, drop_rate=0.0, name="block_"):
-    """One MBConv (`ir`) or fused MBConv (`er`) block; `args.stride` applies to this block."""
-    _unsupported(args)
+def mbconv_block(x, args, out_filters, norm_act, drop_rate=0.0, name="block_", in_filters=0,
+                 split="equal"):
+    """One block; `args.stride` applies to it. `in_filters` (if set) sizes the expansion and SE."""
     if args.activation:
         norm_act = dataclasses.replace(norm_act, activation=args.activation)
-    inputs, in_filters = x, x.shape[-1]
+    inputs = x
+    in_filters = in_filters or x.shape[-1]
     expanded = int(in_filters * args.expand_ratio)
-    kernel = args.kernel_size[0]
+    routing = None
+    if args.num_experts:
+        pooled = keras.layers.GlobalAveragePooling2D(name=f"{name}routing_pool")(x)
+        routing = keras.layers.Dense(args.num_experts, activation="sigmoid", name=f"{name}routing")(pooled)
+    convs = _Convs(args, routing, split)
 
-    fused_only = args.block_type == "er" and args.expand_ratio == 1
+    project_stride = 1
     if args.block_type == "er":
-        fused_filters = out_filters if fused_only else expanded
-        x = conv(fused_filters, kernel, args.stride, name=f"{name}expand_conv")(x)
-        x = norm_act(x, f"{name}expand_")
+        if len(args.kernel_size) > 1:
+            raise ValueError(f"{name}: fused blocks take one kernel size ({args}).")
+        if args.expand_ratio != 1:
+            x = convs.full(x, expanded, args.kernel_size[0], 1, args.expand_groups, f"{name}expand_conv")
+            x = norm_act(x, f"{name}expand_")
+        project_stride = args.stride
     else:
         if args.expand_ratio != 1:
-            x = conv(expanded, 1, name=f"{name}expand_conv")(x)
+            x = convs.full(x, expanded, 1, 1, args.expand_groups, f"{name}expand_conv")
             x = norm_act(x, f"{name}expand_")
-        x = depthwise_conv(kernel, args.stride, name=f"{name}dwconv")(x)
+        x = convs.depthwise(x, args.stride, f"{name}dwconv")
         x = norm_act(x, f"{name}dw_")
     if args.se_ratio:
-        x = squeeze_excite(x, in_filters, args.se_ratio, norm_act, name)
-    if not fused_only:  # a fused block without expansion produced its output in the KxK conv
-        x = conv(out_filters, 1, name=f"{name}project_conv")(x)
-        x = norm_act(x, f"{name}project_", activation=False)
+        x = squeeze_excite(x, max(1, int(in_filters * args.se_ratio)), norm_act, name)
+    x = convs.full(x, out_filters, 1, project_stride, args.project_groups, f"{name}project_conv")
+    x = norm_act(x, f"{name}project_", activation=False)
 
-    if args.skip and args.stride == 1 and in_filters == out_filters:
+    if args.skip and args.stride == 1 and inputs.shape[-1] == out_filters:
         if drop_rate:
             x = StochasticDepth(drop_rate, name=f"{name}drop")(x)
         x = keras.layers.Add(name=f"{name}add")([x, inputs])

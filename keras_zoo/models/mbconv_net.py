@@ -32,11 +32,14 @@ class MBConvNetConfig:
     scale_stem: bool = True
     head_filters: int = 1280
     head_scaling: str = "width"  # "fixed" (Lite), "grow_only" (MobileNetV2: scaled only if width > 1)
+    depth_rounding: str = "ceil"  # "round" for TinyNet
+    unscaled_repeat_stages: tuple = ()  # stages whose repeats ignore `depth` (Lite: first and last)
     activation: str = "swish"
     norm: str = "batch_norm"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
     divisor: int = 8
+    mdconv_split: str = "equal"  # how MixNet's MDConv splits channels: "equal" or "exponential"
     classifier_activation: Optional[str] = None
     in_channels: int = 3
     name: str = "mbconv_net"
@@ -57,9 +60,12 @@ class MBConvNetConfig:
 
     def stages(self):
         """The decoded stages, with width- and depth-scaled filters and repeats."""
+        stages = block_string.decode_all(self.blocks)
+        fixed = {i % len(stages) for i in self.unscaled_repeat_stages}
         return [a.replace(filters=round_filters(a.filters, self.width, self.divisor),
-                          repeats=round_repeats(a.repeats, self.depth))
-                for a in block_string.decode_all(self.blocks)]
+                          input_filters=a.input_filters and round_filters(a.input_filters, self.width, self.divisor),
+                          repeats=a.repeats if i in fixed else round_repeats(a.repeats, self.depth, self.depth_rounding))
+                for i, a in enumerate(stages)]
 
 
 def _block_name(stage, index):
@@ -77,8 +83,9 @@ def build_mbconv_net(cfg: MBConvNetConfig):
     rates = drop_connect_rates(sum(a.repeats for a in stages), cfg.drop_connect)
     for s, args in enumerate(stages):
         for i in range(args.repeats):
-            block_args = args if i == 0 else args.replace(stride=1)
-            x = mbconv_block(x, block_args, args.filters, norm_act, rates.pop(0), _block_name(s, i))
+            block_args = args if i == 0 else args.replace(stride=1, input_filters=0)
+            x = mbconv_block(x, block_args, args.filters, norm_act, rates.pop(0), _block_name(s, i),
+                             block_args.input_filters, cfg.mdconv_split)
 
     x = conv(cfg.head_width(), 1, name="top_conv")(x)
     x = norm_act(x, "top_")
@@ -90,3 +97,11 @@ def build_mbconv_net(cfg: MBConvNetConfig):
         x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation,
                                kernel_initializer=DENSE_INIT, dtype="float32", name="predictions")(x)
     return keras.Model(inputs, x, name=cfg.name)
+
+
+def register_mbconv(name, base, *, family, citation, paper, tiny=None, **changes):
+    """Registers `base` with `changes` (config fields) under `name`, built by `build_mbconv_net`.
+    The contract test builds it at 32px, with `tiny` overrides on top."""
+    from keras_zoo.registry import register_model
+    return register_model(name, build_mbconv_net, dataclasses.replace(base, name=name, **changes),
+                          family=family, citation=citation, paper=paper, tiny={"resolution": 32, **(tiny or {})})

@@ -4,10 +4,8 @@ Inverted residual blocks with linear bottlenecks and ReLU6, no squeeze-excite. T
 the width multiplier only above 1.0, as in the paper's reference code, and the layer sequence
 matches `keras.applications.MobileNetV2`, so its weights copy over one to one.
 """
-import dataclasses
-
-from keras_zoo.models.mbconv_net import MBConvNetConfig, build_mbconv_net
-from keras_zoo.registry import PaperFigures, register_model
+from keras_zoo.models.mbconv_net import MBConvNetConfig, register_mbconv
+from keras_zoo.registry import PaperFigures
 
 CITATION = ("Sandler, Howard, Zhu, Zhmoginov, Chen. MobileNetV2: Inverted Residuals and Linear "
             "Bottlenecks. CVPR 2018. arXiv:1801.04381")
@@ -37,9 +35,5 @@ VARIANTS = {
 }
 
 for suffix, (width, params, macs, top1, note) in VARIANTS.items():
-    register_model(
-        f"mobilenet_v2_{suffix}", build_mbconv_net,
-        dataclasses.replace(BASE, width=width, name=f"mobilenet_v2_{suffix}"),
-        family="mobilenet_v2", citation=CITATION,
-        paper=PaperFigures(params=params, macs=macs, top1=top1, note=note),
-        tiny={"resolution": 32})
+    register_mbconv(f"mobilenet_v2_{suffix}", BASE, width=width, family="mobilenet_v2", citation=CITATION,
+                    paper=PaperFigures(params=params, macs=macs, top1=top1, note=note))

@@ -20,9 +20,17 @@ def round_filters(filters, width=1.0, divisor=8, min_filters=None):
     return int(rounded)
 
 
-def round_repeats(repeats, depth=1.0):
-    """Scales a stage's block count by the depth multiplier, rounding up (EfficientNet)."""
-    return int(math.ceil(depth * repeats))
+DEPTH_ROUNDING = ("ceil", "round")
+
+
+def round_repeats(repeats, depth=1.0, rounding="ceil"):
+    """Scales a stage's block count by the depth multiplier: rounding up (EfficientNet) or to the
+    nearest integer, at least 1 (TinyNet)."""
+    if rounding == "ceil":
+        return int(math.ceil(depth * repeats))
+    if rounding == "round":
+        return max(1, int(round(depth * repeats)))
+    raise ValueError(f"depth rounding must be one of {DEPTH_ROUNDING}, got {rounding!r}.")
 
 
 def drop_connect_rates(num_blocks, max_rate):
