@@ -17,7 +17,7 @@ setup(
     extras_require={
         "quantization": QUANT,
         "train": TRAIN,
-        "test": QUANT + TRAIN + ["pytest>=8"],
+        "test": QUANT + TRAIN + ["pytest>=8", "pytest-xdist>=3.5"],
     },
     entry_points={"console_scripts": ["keras-zoo=keras_zoo.cli:main"]},
     license="Apache-2.0",

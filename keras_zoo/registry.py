@@ -8,6 +8,10 @@ import dataclasses
 import difflib
 import fnmatch
 import functools
+import hashlib
+import json
+import os
+import tempfile
 from typing import Any, Callable, Optional
 
 
@@ -60,6 +64,8 @@ class ModelSpec:
     citation: str
     # Overrides that make the contract test cheap (tiny input) without changing the architecture.
     tiny: dict = dataclasses.field(default_factory=dict)
+    # How the reference weights expect pixels (keras_zoo.data.preprocessing.normalize).
+    input_norm: str = "imagenet"
 
     @property
     def resolution(self):
@@ -73,7 +79,8 @@ class UnknownModelError(ValueError):
 _REGISTRY: dict = {}
 
 
-def register_model(name, builder, config, *, family, paper=PaperFigures(), citation="", tiny=None):
+def register_model(name, builder, config, *, family, paper=PaperFigures(), citation="", tiny=None,
+                   input_norm="imagenet"):
     """Registers `builder(config)` under `name` (snake_case). Returns the spec."""
     if name in _REGISTRY:
         raise ValueError(f"Model {name!r} is already registered.")
@@ -81,7 +88,7 @@ def register_model(name, builder, config, *, family, paper=PaperFigures(), citat
         raise ValueError(f"Model names are snake_case, got {name!r}.")
     if not dataclasses.is_dataclass(config):
         raise TypeError(f"The config of {name!r} must be a dataclass instance, got {type(config)}.")
-    spec = ModelSpec(name, builder, config, family, paper, citation, dict(tiny or {}))
+    spec = ModelSpec(name, builder, config, family, paper, citation, dict(tiny or {}), input_norm)
     _REGISTRY[name] = spec
     return spec
 
@@ -129,31 +136,68 @@ def model_config(name, **overrides):
 def create_model(name, weights=None, **overrides):
     """Builds the registered model `name` as a plain `keras.Model`.
 
-    `weights`: None (random init) or a path to a weights file saved by `model.save_weights`.
+    `weights`: None (random init), "imagenet" (where keras_zoo.weights.KERAS_APPLICATIONS has the
+    model: loaded through keras.applications' files, downloaded once), or the path of a weights
+    file saved by `model.save_weights`.
     """
     spec = get_spec(name)
-    model = spec.builder(model_config(spec.name, **overrides))
+    config = model_config(spec.name, **overrides)
+    model = spec.builder(config)
     if weights is not None:
         from keras_zoo import weights as weights_lib
-        weights_lib.load(model, spec, weights)
+        weights_lib.load(model, spec, weights, config)
     return model
+
+
+@functools.lru_cache(maxsize=1)
+def _counts_cache_path():
+    """A file per version of the package source, Keras and TensorFlow: counts never go stale."""
+    from keras_zoo.backend import KERAS_MODE, keras, tf
+    digest = hashlib.sha256(f"{KERAS_MODE} {keras.__version__} {tf.__version__}".encode())
+    package = os.path.dirname(os.path.abspath(__file__))
+    for folder, _, files in sorted(os.walk(package)):
+        for filename in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, filename), "rb") as f:
+                digest.update(f.read())
+    root = os.environ.get("KERAS_ZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "keras_zoo")
+    return os.path.join(root, f"counts-{digest.hexdigest()[:16]}.json")
+
+
+def _counted(spec):
+    """Trainable/total parameters and multiply-adds of `spec`'s default build (cached on disk
+    unless KERAS_ZOO_NO_CACHE=1)."""
+    from keras_zoo.utils.flops import count_macs, count_params
+
+    use_cache = os.environ.get("KERAS_ZOO_NO_CACHE") != "1"
+    path = _counts_cache_path() if use_cache else None
+    cache = {}
+    if path and os.path.exists(path):
+        with open(path) as f:
+            cache = json.load(f)
+    if spec.name not in cache:
+        model = spec.builder(spec.config)
+        cache[spec.name] = {"params": count_params(model), "total_params": count_params(model, trainable=False),
+                            "macs": count_macs(model) if spec.resolution else None}
+        if path:  # written atomically: a concurrent or killed run never leaves half a file
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(cache, f)
+            os.replace(tmp, path)
+    return cache[spec.name]
 
 
 @functools.lru_cache(maxsize=None)
 def model_info(name):
     """Figures counted from the built graph at the default resolution, beside the paper's."""
-    from keras_zoo.utils.flops import count_macs, count_params
-
     spec = get_spec(name)
-    model = spec.builder(spec.config)
     return {
         "name": spec.name,
         "family": spec.family,
         "resolution": spec.resolution,
-        "params": count_params(model),
-        "total_params": count_params(model, trainable=False),
-        "macs": count_macs(model) if spec.resolution else None,
+        **_counted(spec),
         "paper": dataclasses.asdict(spec.paper),
         "citation": spec.citation,
+        "input_norm": spec.input_norm,
         "config": dataclasses.asdict(spec.config),
     }

@@ -20,21 +20,22 @@ def _kind(layer):
     return type(layer).__name__
 
 
-def _weighted_layers(model):
+def _weighted_layers(model, skip=()):
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            yield from _weighted_layers(layer)
-        elif layer.weights and not isinstance(layer, _PREPROCESSING):
+            yield from _weighted_layers(layer, skip)
+        elif layer.weights and not isinstance(layer, _PREPROCESSING) and layer.name not in skip:
             yield layer
 
 
-def from_keras_applications(model, ref):
+def from_keras_applications(model, ref, skip=()):
     """Copies `ref`'s weights (a keras.applications model) into `model`; returns `model`.
 
-    Raises ValueError, before changing anything, if the two graphs' weighted layers differ in
-    number, kind or weight shapes (for example a different width, or `include_top` mismatch).
+    `skip` names layers of `model` to leave as they are (a new classifier, say). Raises ValueError,
+    before changing anything, if the two graphs' weighted layers differ in number, kind or weight
+    shapes (for example a different width, or an `include_top` mismatch).
     """
-    ours, theirs = list(_weighted_layers(model)), list(_weighted_layers(ref))
+    ours, theirs = list(_weighted_layers(model, skip)), list(_weighted_layers(ref))
     if len(ours) != len(theirs):
         raise ValueError(
             f"{model.name} has {len(ours)} weighted layers but {ref.name} has {len(theirs)}: not the "
@@ -52,11 +53,56 @@ def from_keras_applications(model, ref):
     return model
 
 
-def load(model, spec, weights):
-    """Loads `weights` (a path written by `model.save_weights`) into `model` built from `spec`."""
+# Models whose ImageNet weights come from keras.applications' own files.
+KERAS_APPLICATIONS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)} | {
+    "mobilenet_v2_100": "MobileNetV2", "mobilenet_v2_140": "MobileNetV2"}
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    pass
+
+
+def _keras_applications_reference(app_name, config):
+    """Builds keras.applications' model with its ImageNet weights; the only step that may download
+    (once, into ~/.keras/models)."""
+    kwargs = {"alpha": config.width} if app_name == "MobileNetV2" else {}
+    shape = (config.resolution, config.resolution, 3) if config.resolution else None
+    top = config.include_top and config.num_classes == 1000
+    return getattr(keras.applications, app_name)(
+        weights="imagenet", include_top=top, input_shape=shape, **kwargs,
+        **({"classifier_activation": None} if top else {}))
+
+
+def load_imagenet(model, spec, config):
+    """Loads the ImageNet weights of `spec` (through keras.applications) into `model`.
+
+    With `num_classes` other than 1000, everything but the new classifier is loaded. Inputs are
+    expected normalized as `spec.input_norm` says (keras_zoo.data.preprocessing.normalize).
+    """
+    app_name = KERAS_APPLICATIONS.get(spec.name)
+    if app_name is None:
+        raise PretrainedWeightsUnavailable(
+            f"No ImageNet weights are available for {spec.name} yet; models with weights: "
+            f"{', '.join(sorted(KERAS_APPLICATIONS))}. Train it, or pass weights=PATH of your own.")
+    try:
+        ref = _keras_applications_reference(app_name, config)
+    except Exception as err:  # keras raises a bare Exception on a failed download
+        raise PretrainedWeightsUnavailable(
+            f"Could not get the ImageNet weights of {spec.name} from keras.applications.{app_name}: {err}. "
+            "They are downloaded once into ~/.keras/models; on a machine without network, copy that "
+            "file there from a machine that has it, or pass weights=PATH to a file of your own.") from err
+    top = config.include_top and config.num_classes == 1000
+    return from_keras_applications(model, ref, skip=() if top else ("predictions",))
+
+
+def load(model, spec, weights, config):
+    """Loads `weights` into `model` built from `spec` and `config`: "imagenet", or the path of a
+    file written by `model.save_weights`."""
+    if weights == "imagenet":
+        return load_imagenet(model, spec, config)
     if not isinstance(weights, (str, os.PathLike)) or not os.path.exists(weights):
         raise ValueError(
-            f"weights={weights!r} for {spec.name}: pass the path of a weights file saved with "
-            "`model.save_weights(...)` (pretrained downloads are not available for this model yet).")
+            f"weights={weights!r} for {spec.name}: pass \"imagenet\" or the path of a weights file saved "
+            "with `model.save_weights(...)`.")
     model.load_weights(weights)
     return model

@@ -63,6 +63,15 @@ def test_gradients_reach_experts_and_routing():
     assert np.abs(g_routing).sum() > 0
 
 
+@pytest.mark.parametrize("layer_cls", [CondConv2D, CondDepthwiseConv2D])
+def test_experts_start_different(layer_cls):
+    layer = layer_cls(4, 3, 3, kernel_initializer="he_normal") if layer_cls is CondConv2D else layer_cls(
+        3, 3, kernel_initializer="he_normal")
+    layer([np.zeros((1, 5, 5, 2), "float32"), np.zeros((1, 3), "float32")])
+    experts = layer.kernel.numpy()
+    assert not np.allclose(experts[0], experts[1]) and not np.allclose(experts[1], experts[2])
+
+
 def test_config_round_trip():
     layer = CondConv2D(6, 8, 5, 2, use_bias=True, name="cc")
     clone = CondConv2D.from_config(layer.get_config())

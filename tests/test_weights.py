@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import keras_zoo
+from keras_zoo import weights as weights_lib
 from keras_zoo.backend import keras
-from keras_zoo.weights import from_keras_applications
+from keras_zoo.weights import PretrainedWeightsUnavailable, from_keras_applications
 
 pytestmark = pytest.mark.both_keras
 
@@ -45,3 +46,60 @@ def test_weights_path_round_trip_and_bad_path(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), again.get_weights()))
     with pytest.raises(ValueError, match="save_weights"):
         keras_zoo.create_model("mobilenet_v2_100", weights=str(tmp_path / "missing.h5"))
+
+
+def _efficientnet_case(i, resolution):
+    marks = [pytest.mark.both_keras] if i == 0 else []  # every B in Keras 3, B0 in tf_keras too
+    return pytest.param(i, resolution, marks=marks, id=f"b{i}@{resolution}")
+
+
+@pytest.mark.parametrize("index,resolution", [_efficientnet_case(i, 64 if i < 4 else 32) for i in range(8)])
+def test_efficientnet_equals_keras_applications(index, resolution):
+    ref = getattr(keras.applications, f"EfficientNetB{index}")(
+        weights=None, input_shape=(resolution, resolution, 3), classifier_activation=None)
+    randomize(ref)
+    for layer in ref.layers:  # keep the (unadapted) input normalization of the weights=None graph
+        if isinstance(layer, keras.layers.Normalization):
+            layer.set_weights([np.zeros_like(w) if w.ndim and i == 0 else np.ones_like(w)
+                               for i, w in enumerate(layer.get_weights())])
+    model = from_keras_applications(keras_zoo.create_model(f"efficientnet_b{index}", resolution=resolution), ref)
+    pixels = np.random.RandomState(1).uniform(0, 255, (2, resolution, resolution, 3)).astype("float32")
+    theirs = np.asarray(ref(pixels, training=False))  # ref rescales by 1/255 itself
+    ours = np.asarray(model(pixels / 255.0, training=False))
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+def _fake_imagenet_app(calls):
+    """Stands in for keras.applications' constructor: same graph, random 'pretrained' weights."""
+    original = keras.applications.EfficientNetB0
+
+    def build(weights, include_top, input_shape, **kwargs):
+        calls.append((weights, include_top, input_shape))
+        ref = original(weights=None, include_top=include_top, input_shape=input_shape, **kwargs)
+        randomize(ref, seed=5)
+        return ref
+    return build
+
+
+def test_imagenet_weights_load_through_keras_applications(monkeypatch):
+    calls = []
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", _fake_imagenet_app(calls))
+    model = keras_zoo.create_model("efficientnet_b0", resolution=32, weights="imagenet")
+    assert calls == [("imagenet", True, (32, 32, 3))]
+    assert np.abs(model.get_layer("stem_conv").get_weights()[0]).sum() > 0
+    # A new number of classes keeps the pretrained backbone and a fresh classifier.
+    head = keras_zoo.create_model("efficientnet_b0", resolution=32, num_classes=5, weights="imagenet")
+    assert calls[-1] == ("imagenet", False, (32, 32, 3))
+    np.testing.assert_array_equal(head.get_layer("top_conv").get_weights()[0],
+                                  model.get_layer("top_conv").get_weights()[0])
+
+
+def test_imagenet_weights_offline_say_what_to_do(monkeypatch):
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+    monkeypatch.setattr(keras.applications, "EfficientNetB0", offline)
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"~/.keras/models.*weights=PATH"):
+        keras_zoo.create_model("efficientnet_b0", weights="imagenet")
+    with pytest.raises(PretrainedWeightsUnavailable, match="No ImageNet weights are available for mixnet_s"):
+        keras_zoo.create_model("mixnet_s", weights="imagenet")
+    assert "efficientnet_b7" in weights_lib.KERAS_APPLICATIONS

@@ -8,7 +8,8 @@ token        meaning
 ===========  =====================================================================
 ``ir``       block type, first token: ``ir`` inverted residual (MBConv; with ``e1`` it is
              depthwise KxK then projection, no expansion conv), ``er`` fused MBConv of
-             EfficientNet-EdgeTPU (full KxK expansion conv, then the strided 1x1 projection)
+             EfficientNet-EdgeTPU (full KxK expansion conv, then the strided 1x1 projection),
+             ``fr`` fused MBConv of EfficientNet-X (strided full KxK conv, SE, 1x1 projection)
 ``r2``       repeats: how many blocks the stage has (before depth scaling)
 ``k3``       depthwise kernel size; ``k3.5.7`` gives one kernel per channel group (MDConv)
 ``s2``       stride of the first block of the stage (the others use 1)
@@ -21,6 +22,9 @@ token        meaning
 ``a2``       groups of the expansion convolution (MixNet grouped pointwise)
 ``p2``       groups of the projection convolution
 ``x8``       CondConv experts
+``d1``       space-to-depth (EfficientNet-X): a 2x2 stride-2 conv to 4x the input channels
+             opens the stage, which then runs at 4x its channels with kernel (K+1)//2
+``d2``       the stride of this block was taken by an earlier space-to-depth: run at stride 1
 ``noskip``   no residual connection even where shapes allow one
 ``n<act>``   activation override for the stage, e.g. ``nrelu``, ``nswish``
 ===========  =====================================================================
@@ -31,7 +35,7 @@ string, so ``encode(decode(s)) == s`` for every canonical string. No other modul
 import dataclasses
 import re
 
-BLOCK_TYPES = ("ir", "er")
+BLOCK_TYPES = ("ir", "er", "fr")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,7 @@ class BlockArgs:
     expand_groups: int = 1
     project_groups: int = 1
     num_experts: int = 0
+    space_to_depth: int = 0
     skip: bool = True
     activation: str = ""
 
@@ -57,12 +62,14 @@ class BlockArgs:
             raise ValueError(f"repeats, stride and filters must be positive: {self}")
         if not self.kernel_size or any(k < 1 for k in self.kernel_size):
             raise ValueError(f"Kernel sizes must be positive: {self.kernel_size}")
+        if self.space_to_depth not in (0, 1, 2):
+            raise ValueError(f"space_to_depth is d1 or d2, got d{self.space_to_depth}")
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
 
-_OPTION_RE = re.compile(r"^(se|noskip|r|k|s|e|c|i|a|p|x|n)(.*)$")
+_OPTION_RE = re.compile(r"^(se|noskip|r|k|s|e|c|i|a|p|x|d|n)(.*)$")
 
 
 def _number(text):
@@ -94,7 +101,7 @@ def decode(block_string):
                 name, cast = {
                     "r": ("repeats", int), "s": ("stride", int), "e": ("expand_ratio", _number),
                     "c": ("filters", int), "i": ("input_filters", int), "se": ("se_ratio", float), "a": ("expand_groups", int),
-                    "p": ("project_groups", int), "x": ("num_experts", int),
+                    "p": ("project_groups", int), "x": ("num_experts", int), "d": ("space_to_depth", int),
                 }[key]
                 fields[name] = cast(value)
         return BlockArgs(**fields)
@@ -125,6 +132,8 @@ def encode(args):
         parts.append(f"p{args.project_groups}")
     if args.num_experts:
         parts.append(f"x{args.num_experts}")
+    if args.space_to_depth:
+        parts.append(f"d{args.space_to_depth}")
     if not args.skip:
         parts.append("noskip")
     if args.activation:

@@ -7,7 +7,10 @@ arXiv:1905.11946) with its variants, as functional graphs:
 * CondConv (arXiv:1904.04971): expansion, depthwise and projection convolutions whose kernels are
   per-example mixtures of experts, routed by sigmoid(FC(GAP(block input)));
 * fused MBConv of EfficientNet-EdgeTPU (``er``): a full KxK expansion conv, then the strided 1x1
-  projection, as in the reference implementation.
+  projection, as in the reference implementation;
+* fused MBConv of EfficientNet-X (``fr``, Li et al. arXiv:2102.10202): a strided full KxK conv, SE
+  and the 1x1 projection; and its space-to-depth block (``d1``), opened by a 2x2 stride-2 conv to
+  4x the channels, run at 4x width with kernel (K+1)//2.
 """
 import dataclasses
 
@@ -42,8 +45,7 @@ class _Convs:
         return CondConv2D(filters, self.args.num_experts, kernel, stride, kernel_initializer=CONV_INIT,
                           name=name)([x, self.routing])
 
-    def depthwise(self, x, stride, name):
-        kernels = self.args.kernel_size
+    def depthwise(self, x, kernels, stride, name):
         if self.routing is not None:
             if len(kernels) > 1:
                 raise ValueError(f"{name}: CondConv blocks take one kernel size ({self.args}).")
@@ -54,13 +56,27 @@ class _Convs:
         return depthwise_conv(kernels[0], stride, name=name)(x)
 
 
+def space_to_depth_kernels(kernels):
+    """Kernel sizes inside a space-to-depth stage: a KxK window covers (K+1)//2 of its 2x2 cells."""
+    return tuple((k + 1) // 2 for k in kernels)
+
+
 def mbconv_block(x, args, out_filters, norm_act, drop_rate=0.0, name="block_", in_filters=0,
-                 split="equal"):
-    """One block; `args.stride` applies to it. `in_filters` (if set) sizes the expansion and SE."""
+                 split="equal", se_scale=1.0):
+    """One block; `args.stride` applies to it. `in_filters` (if set) sizes the expansion and SE;
+    `se_scale` multiplies the SE ratio (EfficientNet-X's se_coefficient)."""
     if args.activation:
         norm_act = dataclasses.replace(norm_act, activation=args.activation)
     inputs = x
     in_filters = in_filters or x.shape[-1]
+    kernels, stride, se_filters = args.kernel_size, args.stride, in_filters * args.se_ratio * se_scale
+    if args.space_to_depth == 1:  # the block runs on a 2x2 space-to-depth of its input, at 4x width
+        in_filters, out_filters = 4 * in_filters, 4 * out_filters
+        x = conv(in_filters, 2, 2, name=f"{name}s2d_conv")(x)
+        x = norm_act(x, f"{name}s2d_")
+        kernels, stride = space_to_depth_kernels(kernels), 1
+    elif args.space_to_depth == 2:  # an earlier space-to-depth already took this stride
+        stride = 1
     expanded = int(in_filters * args.expand_ratio)
     routing = None
     if args.num_experts:
@@ -69,25 +85,26 @@ def mbconv_block(x, args, out_filters, norm_act, drop_rate=0.0, name="block_", i
     convs = _Convs(args, routing, split)
 
     project_stride = 1
-    if args.block_type == "er":
-        if len(args.kernel_size) > 1:
+    if args.block_type in ("er", "fr"):
+        if len(kernels) > 1:
             raise ValueError(f"{name}: fused blocks take one kernel size ({args}).")
-        if args.expand_ratio != 1:
-            x = convs.full(x, expanded, args.kernel_size[0], 1, args.expand_groups, f"{name}expand_conv")
+        if args.block_type == "er":  # EdgeTPU: KxK expansion at stride 1, strided projection
+            stride, project_stride = 1, stride
+        if args.expand_ratio != 1 or args.block_type == "fr":
+            x = convs.full(x, expanded, kernels[0], stride, args.expand_groups, f"{name}expand_conv")
             x = norm_act(x, f"{name}expand_")
-        project_stride = args.stride
     else:
         if args.expand_ratio != 1:
             x = convs.full(x, expanded, 1, 1, args.expand_groups, f"{name}expand_conv")
             x = norm_act(x, f"{name}expand_")
-        x = convs.depthwise(x, args.stride, f"{name}dwconv")
+        x = convs.depthwise(x, kernels, stride, f"{name}dwconv")
         x = norm_act(x, f"{name}dw_")
     if args.se_ratio:
-        x = squeeze_excite(x, max(1, int(in_filters * args.se_ratio)), norm_act, name)
+        x = squeeze_excite(x, max(1, int(se_filters)), norm_act, name)
     x = convs.full(x, out_filters, 1, project_stride, args.project_groups, f"{name}project_conv")
     x = norm_act(x, f"{name}project_", activation=False)
 
-    if args.skip and args.stride == 1 and inputs.shape[-1] == out_filters:
+    if args.skip and stride == 1 and args.space_to_depth != 1 and inputs.shape[-1] == out_filters:
         if drop_rate:
             x = StochasticDepth(drop_rate, name=f"{name}drop")(x)
         x = keras.layers.Add(name=f"{name}add")([x, inputs])

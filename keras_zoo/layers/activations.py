@@ -1,20 +1,32 @@
 """Activations by name, the same everywhere in keras_zoo (and smooth ones, SAT arXiv:2006.14536).
 
 `activation_layer("relu6")` returns a layer that TFMOT can quantize and that keeps weight- and
-output-compatibility with keras.applications (which uses `ReLU(6.)` for relu6).
+output-compatibility with keras.applications (which uses `ReLU(6.)` for relu6). Hard-swish
+(MobileNetV3, x * relu6(x + 3) / 6) is a layer of ours: tf_keras has no such activation.
 """
-from keras_zoo.backend import keras
+from keras_zoo.backend import keras, register_serializable, tf
 
 _ALIASES = {"silu": "swish", "hswish": "hard_swish", "hard_silu": "hard_swish"}
 _RELUS = {"relu": None, "relu6": 6.0}
 _KERAS = ("swish", "gelu", "elu", "softplus", "sigmoid", "tanh", "linear")
-NAMES = tuple(sorted(set(_RELUS) | set(_KERAS) | set(_ALIASES)))
+NAMES = tuple(sorted(set(_RELUS) | set(_KERAS) | set(_ALIASES) | {"hard_swish"}))
+
+
+@register_serializable
+class HardSwish(keras.layers.Layer):
+    """x * relu6(x + 3) / 6, the piecewise-linear swish of MobileNetV3 (arXiv:1905.02244)."""
+
+    def call(self, inputs):
+        return inputs * tf.nn.relu6(inputs + 3.0) / 6.0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 def canonical(name):
     name = (name or "linear").lower()
     name = _ALIASES.get(name, name)
-    if name not in _RELUS and name not in _KERAS:
+    if name not in NAMES:
         raise ValueError(f"Unknown activation {name!r}; choose one of {', '.join(NAMES)}.")
     return name
 
@@ -24,4 +36,6 @@ def activation_layer(name, layer_name=None):
     name = canonical(name)
     if name in _RELUS:
         return keras.layers.ReLU(_RELUS[name], name=layer_name)
+    if name == "hard_swish":
+        return HardSwish(name=layer_name)
     return keras.layers.Activation(name, name=layer_name)

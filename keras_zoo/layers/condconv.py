@@ -7,6 +7,7 @@ the channel axis and each example is a group, so there is no Python loop over th
 batch size may be dynamic. `CondConv2D` is the full convolution, `CondDepthwiseConv2D` the
 depthwise one. Called as `layer([x, routing_weights])`.
 """
+import copy
 import math
 
 from keras_zoo.backend import keras, register_serializable, tf
@@ -26,13 +27,15 @@ class _CondConvBase(keras.layers.Layer):
         self.kernel_initializer = kernel_initializer
 
     def _expert_weights(self, name, shape):
-        """One flat row per expert; each row is initialized like a single kernel of `shape`."""
-        init = keras.initializers.get(self.kernel_initializer)
+        """One flat row per expert; each row is initialized like a single kernel of `shape`, by its
+        own initializer instance (an unseeded tf_keras initializer repeats itself when reused)."""
+        config = keras.initializers.serialize(keras.initializers.get(self.kernel_initializer))
         size = math.prod(shape)
 
         def initializer(full_shape, dtype=None, **_):
-            return tf.reshape(tf.stack([tf.reshape(init(shape, dtype=dtype), [-1])
-                                        for _ in range(self.num_experts)]), full_shape)
+            experts = [keras.initializers.get(copy.deepcopy(config))(shape, dtype=dtype)
+                       for _ in range(self.num_experts)]
+            return tf.reshape(tf.stack([tf.reshape(e, [-1]) for e in experts]), full_shape)
 
         return self.add_weight(name=name, shape=(self.num_experts, size), initializer=initializer)
 
@@ -48,14 +51,20 @@ class _CondConvBase(keras.layers.Layer):
         x = tf.transpose(x, [1, 2, 0, 3])
         return tf.reshape(x, [1, shape[1], shape[2], shape[0] * shape[3]])
 
-    @staticmethod
-    def _unfold_batch(y, batch):
+    def _unfold_batch(self, y, batch, x):
+        """(1, H', W', B*O) -> (B, H', W', O), with every static dimension kept."""
         shape = tf.shape(y)
-        y = tf.reshape(y, [shape[1], shape[2], batch, shape[3] // batch])
-        return tf.transpose(y, [2, 0, 1, 3])
+        channels = self._out_channels(x.shape[-1])
+        y = tf.transpose(tf.reshape(y, [shape[1], shape[2], batch, channels]), [2, 0, 1, 3])
+        y.set_shape(self.compute_output_shape([x.shape, None]))
+        return y
+
+    def _quantized_kernels(self):
+        """(owner, attribute) of the expert kernels, for keras_zoo.quantization."""
+        return [(self, "kernel")]
 
     def compute_output_shape(self, input_shape):
-        x_shape = input_shape[0]
+        x_shape = tuple(input_shape[0])
         return (x_shape[0], same_padding_size(x_shape[1], self.strides),
                 same_padding_size(x_shape[2], self.strides), self._out_channels(x_shape[-1]))
 
@@ -92,7 +101,7 @@ class CondConv2D(_CondConvBase):
         kernels = tf.transpose(kernels, [1, 2, 3, 0, 4])               # (kh, kw, C, B, O)
         kernels = tf.reshape(kernels, [*self.kernel_shape[:3], batch * self.filters])
         y = tf.nn.conv2d(self._fold_batch(x), kernels, self.strides, "SAME")  # one grouped conv
-        y = self._unfold_batch(y, batch)
+        y = self._unfold_batch(y, batch, x)
         if self.bias is not None:
             y += self._mix(routing, self.bias, (1, 1, self.filters))
         return y
@@ -128,7 +137,7 @@ class CondDepthwiseConv2D(_CondConvBase):
         kernels = tf.reshape(kernels, [*self.kernel_size, -1, 1])
         strides = [1, self.strides, self.strides, 1]
         y = tf.nn.depthwise_conv2d(self._fold_batch(x), kernels, strides, "SAME")
-        y = self._unfold_batch(y, batch)
+        y = self._unfold_batch(y, batch, x)
         if self.bias is not None:
             y += self._mix(routing, self.bias, (1, 1, self.kernel_shape[-1]))
         return y

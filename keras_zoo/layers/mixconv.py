@@ -53,6 +53,10 @@ class MixedDepthwiseConv2D(keras.layers.Layer):
         parts = tf.split(inputs, self.splits, axis=-1)
         return tf.concat([conv(part) for conv, part in zip(self.convs, parts)], axis=-1)
 
+    def _quantized_kernels(self):
+        """(owner, attribute) of each kernel, for keras_zoo.quantization."""
+        return [(conv, "depthwise_kernel") for conv in self.convs]
+
     def compute_output_shape(self, input_shape):
         return (input_shape[0], same_padding_size(input_shape[1], self.strides),
                 same_padding_size(input_shape[2], self.strides), input_shape[3])

@@ -46,8 +46,8 @@ MACS_NOTES = {
     "l2": "L2 is from Noisy Student (arXiv:1911.04252), which prints no FLOPs.",
 }
 
-# The contract test builds the two giants at B0 width (their full depth and graph, a 32px input);
-# their full-size build is still counted against the paper.
+# The contract test builds the two giants at B0 width too (L2 has 480M parameters); their full-size
+# build is still counted against the paper.
 GIANT_TINY = {"b8": {"width": 1.0}, "l2": {"width": 1.0}}
 for variant, ((width, depth, resolution, dropout), params, macs, top1) in B_FAMILY.items():
     register_mbconv(f"efficientnet_{variant}", BASE, width=width, depth=depth, resolution=resolution,
@@ -69,7 +69,7 @@ LITE_FAMILY = {  # (width, depth, resolution, dropout), README params, top-1 (fl
 LITE_CITATION = CITATION + "; EfficientNet-Lite: tensorflow/tpu models/official/efficientnet/lite (2020)"
 for variant, ((width, depth, resolution, dropout), params, top1) in LITE_FAMILY.items():
     register_mbconv(f"efficientnet_{variant}", LITE, width=width, depth=depth, resolution=resolution,
-                    dropout=dropout, family="efficientnet_lite", citation=LITE_CITATION,
+                    dropout=dropout, family="efficientnet_lite", citation=LITE_CITATION, input_norm="centered_127",
                     paper=PaperFigures(params, None, top1))
 
 # --- EfficientNet-EdgeTPU: fused MBConv (KxK expansion, strided 1x1 projection) early, ReLU, no SE.
@@ -86,7 +86,7 @@ EDGETPU_CITATION = ("Gupta, Tan. EfficientNet-EdgeTPU: Creating Accelerator-Opti
                     "AutoML. Google AI Blog 2019; tensorflow/tpu models/official/efficientnet/edgetpu")
 for variant, ((width, depth, resolution, dropout), params, top1) in EDGETPU_FAMILY.items():
     register_mbconv(f"efficientnet_edgetpu_{variant}", EDGETPU, width=width, depth=depth,
-                    resolution=resolution, dropout=dropout, family="efficientnet_edgetpu",
+                    resolution=resolution, dropout=dropout, family="efficientnet_edgetpu", input_norm="centered_127",
                     citation=EDGETPU_CITATION, paper=PaperFigures(params, None, top1))
 
 # --- CondConv-EfficientNet: experts in the MBConv convolutions of the last three stages.
@@ -105,7 +105,7 @@ CONDCONV_FAMILY = {  # name: (experts, depth), README params, MADDs, top-1
 }
 for variant, ((experts, depth), params, macs, top1) in CONDCONV_FAMILY.items():
     register_mbconv(f"condconv_efficientnet_{variant}", BASE, blocks=_with_experts(experts), depth=depth,
-                    dropout=0.25, family="condconv_efficientnet", citation=CONDCONV_CITATION,
+                    dropout=0.25, family="condconv_efficientnet", citation=CONDCONV_CITATION, input_norm="centered_127",
                     paper=PaperFigures(params, macs, top1, "b0_8e_depth is EfficientNet-B1's depth (1.1) "
                                        "at 224, the paper's B1-sized CondConv model." if depth != 1.0 else ""))
 
@@ -123,3 +123,30 @@ for variant, ((width, depth, resolution), params, macs, top1) in TINYNET_FAMILY.
     register_mbconv(f"tinynet_{variant}", BASE, width=width, depth=depth, resolution=resolution,
                     scale_stem=False, head_scaling="grow_only", depth_rounding="round", family="tinynet", citation=TINYNET_CITATION,
                     paper=PaperFigures(params, macs, top1))
+
+# --- EfficientNet-X (TPU variant): a space-to-depth first block, fused MBConv in stages 2-3, ReLU
+# except the swish of the fused stages, and a larger SE for the small models (se_coefficient).
+X_CITATION = ("Li, Tan, Pang, Chen, Le. Searching for Fast Model Families on Datacenter Accelerators. "
+              "CVPR 2021. arXiv:2102.05610")
+X_BLOCKS = (
+    "ir_r1_k3_s1_e1_c16_se0.25_d1_nrelu",
+    "fr_r2_k3_s2_e6_c24_i16_se0.25_d2_nswish",
+    "fr_r2_k5_s2_e6_c40_se0.25_nswish",
+    "ir_r3_k3_s2_e6_c80_se0.25_nrelu",
+    "ir_r3_k5_s1_e6_c112_se0.25_nrelu",
+    "ir_r4_k5_s2_e6_c192_se0.25_nrelu",
+    "ir_r1_k3_s1_e6_c320_se0.25_nrelu",
+)
+X_BASE = MBConvNetConfig(blocks=X_BLOCKS, activation="relu", dropout=0.2, drop_connect=0.2)
+X_NOTE = ("Architecture of tensorflow/tpu's efficientnet_x_builder (TPU variant), which scales B1-B7 with "
+          "EfficientNet's coefficients; the paper's B1-B7 use latency-aware compound scaling, and its "
+          "parameter table was not available to check here, so no paper figure is recorded.")
+X_FAMILY = {  # (width, depth, resolution, dropout, se_scale)
+    "b0": (1.0, 1.0, 224, 0.2, 4), "b1": (1.0, 1.1, 240, 0.2, 2), "b2": (1.1, 1.2, 260, 0.3, 1),
+    "b3": (1.2, 1.4, 300, 0.3, 1), "b4": (1.4, 1.8, 380, 0.4, 1), "b5": (1.6, 2.2, 456, 0.4, 1),
+    "b6": (1.8, 2.6, 528, 0.5, 1), "b7": (2.0, 3.1, 600, 0.5, 1),
+}
+for variant, (width, depth, resolution, dropout, se_scale) in X_FAMILY.items():
+    register_mbconv(f"efficientnet_x_{variant}", X_BASE, width=width, depth=depth, resolution=resolution,
+                    dropout=dropout, se_scale=se_scale, family="efficientnet_x", citation=X_CITATION,
+                    paper=PaperFigures(note=X_NOTE), tiny={"resolution": 64})

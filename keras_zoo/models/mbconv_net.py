@@ -11,7 +11,7 @@ from typing import Optional
 from keras_zoo.backend import keras
 from keras_zoo.blocks import block_string
 from keras_zoo.blocks.common import DENSE_INIT, NormAct, conv
-from keras_zoo.blocks.mbconv import mbconv_block
+from keras_zoo.blocks.mbconv import mbconv_block, space_to_depth_kernels
 from keras_zoo.models.scaling import drop_connect_rates, round_filters, round_repeats
 
 HEAD_SCALING = ("width", "fixed", "grow_only")
@@ -40,6 +40,7 @@ class MBConvNetConfig:
     bn_epsilon: float = 1e-3
     divisor: int = 8
     mdconv_split: str = "equal"  # how MixNet's MDConv splits channels: "equal" or "exponential"
+    se_scale: float = 1.0  # multiplies every SE ratio (EfficientNet-X's se_coefficient)
     classifier_activation: Optional[str] = None
     in_channels: int = 3
     name: str = "mbconv_net"
@@ -83,9 +84,14 @@ def build_mbconv_net(cfg: MBConvNetConfig):
     rates = drop_connect_rates(sum(a.repeats for a in stages), cfg.drop_connect)
     for s, args in enumerate(stages):
         for i in range(args.repeats):
-            block_args = args if i == 0 else args.replace(stride=1, input_filters=0)
-            x = mbconv_block(x, block_args, args.filters, norm_act, rates.pop(0), _block_name(s, i),
-                             block_args.input_filters, cfg.mdconv_split)
+            block_args, out_filters = args, args.filters
+            if i and args.space_to_depth == 1:  # repeats stay at the space-to-depth stage's 4x width
+                block_args = args.replace(space_to_depth=2, kernel_size=space_to_depth_kernels(args.kernel_size))
+                out_filters = 4 * args.filters
+            if i:
+                block_args = block_args.replace(stride=1, input_filters=0)
+            x = mbconv_block(x, block_args, out_filters, norm_act, rates.pop(0), _block_name(s, i),
+                             block_args.input_filters, cfg.mdconv_split, cfg.se_scale)
 
     x = conv(cfg.head_width(), 1, name="top_conv")(x)
     x = norm_act(x, "top_")
@@ -99,9 +105,14 @@ def build_mbconv_net(cfg: MBConvNetConfig):
     return keras.Model(inputs, x, name=cfg.name)
 
 
-def register_mbconv(name, base, *, family, citation, paper, tiny=None, **changes):
+def register_mbconv(name, base, *, family, citation, paper, tiny=None, input_norm="imagenet", **changes):
     """Registers `base` with `changes` (config fields) under `name`, built by `build_mbconv_net`.
-    The contract test builds it at 32px, with `tiny` overrides on top."""
+
+    The contract test builds it at 32px and at most depth 1.0: depth scaling only repeats blocks
+    that the unscaled stages already hold, and the full-depth graph is built by the parameter
+    count check. `tiny` adds overrides on top."""
     from keras_zoo.registry import register_model
-    return register_model(name, build_mbconv_net, dataclasses.replace(base, name=name, **changes),
-                          family=family, citation=citation, paper=paper, tiny={"resolution": 32, **(tiny or {})})
+    config = dataclasses.replace(base, name=name, **changes)
+    return register_model(name, build_mbconv_net, config, family=family, citation=citation, paper=paper,
+                          input_norm=input_norm,
+                          tiny={"resolution": 32, "depth": min(config.depth, 1.0), **(tiny or {})})

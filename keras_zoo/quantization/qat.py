@@ -1,12 +1,16 @@
 """Quantize-aware training of keras_zoo models with TFMOT (Jacob et al. 2018, arXiv:1712.05877).
 
-TFMOT knows Keras' built-in layers. Each custom layer of ours that it should pass through or
-quantize gets a QuantizeConfig here, keyed by class; `quantize_model` annotates those layers with
-their config and lets TFMOT annotate the rest, then applies quantization inside a scope that knows
-every keras_zoo class, so the result can be saved and loaded like any TFMOT model.
+TFMOT knows Keras' built-in layers. Each custom layer of ours gets a QuantizeConfig here, keyed by
+class: weightless routing layers pass through; layers with kernels get TFMOT's default 8-bit
+scheme (symmetric per-tensor weights, asymmetric moving-average output ranges). `quantize_model`
+annotates our layers with their config and lets TFMOT annotate the rest, then applies
+quantization inside a scope that knows every keras_zoo class.
 """
 from keras_zoo.backend import IS_TF_KERAS, keras
+from keras_zoo.layers.activations import HardSwish
+from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
 from keras_zoo.layers.drop import StochasticDepth
+from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
 
 
 def _tfmot():
@@ -18,11 +22,14 @@ def _tfmot():
     return tfmot
 
 
-def _passthrough_config():
-    """A QuantizeConfig for weightless layers that only route or mask values (no new range)."""
-    tfmot = _tfmot()
+def _config_classes():
+    """The QuantizeConfig classes, made on first use (TFMOT is imported only in tf_keras mode)."""
+    qk = _tfmot().quantization.keras
+    quantizers = qk.quantizers
 
-    class PassThroughQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    class PassThroughQuantizeConfig(qk.QuantizeConfig):
+        """For weightless layers that only route, mask or scale values already quantized."""
+
         def get_weights_and_quantizers(self, layer):
             return []
 
@@ -41,27 +48,65 @@ def _passthrough_config():
         def get_config(self):
             return {}
 
-    return PassThroughQuantizeConfig
+    class OutputQuantizeConfig(PassThroughQuantizeConfig):
+        """An 8-bit output range (for a BatchNorm that TFMOT cannot fold into one of our convs)."""
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+    class KernelQuantizeConfig(OutputQuantizeConfig):
+        """8-bit weights for each kernel the layer lists in `_quantized_kernels()`, and an 8-bit output."""
+
+        def get_weights_and_quantizers(self, layer):
+            weight_quantizer = quantizers.LastValueQuantizer(
+                num_bits=8, per_axis=False, symmetric=True, narrow_range=True)
+            return [(getattr(owner, attr), weight_quantizer) for owner, attr in layer._quantized_kernels()]
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            for (owner, attr), weight in zip(layer._quantized_kernels(), quantize_weights):
+                setattr(owner, attr, weight)
+
+    return {"passthrough": PassThroughQuantizeConfig, "output": OutputQuantizeConfig,
+            "kernel": KernelQuantizeConfig}
 
 
-# Custom layer class -> function returning its QuantizeConfig class.
-QUANTIZE_CONFIGS = {StochasticDepth: _passthrough_config}
+# Custom layer class -> "passthrough", "output" or "kernel" (see `_config_classes`).
+QUANTIZE_CONFIGS = {
+    StochasticDepth: "passthrough",
+    HardSwish: "output",
+    MixedDepthwiseConv2D: "kernel",
+    CondConv2D: "kernel",
+    CondDepthwiseConv2D: "kernel",
+}
+
+
+def _producer(layer):
+    """The layer whose output `layer` takes (its first input's)."""
+    inbound = layer._inbound_nodes[0].inbound_layers
+    return inbound[0] if isinstance(inbound, (list, tuple)) else inbound
 
 
 def quantize_model(model):
     """Returns the quantize-aware version of the tf_keras `model` (fake-quant 8-bit, TFMOT default)."""
     tfmot = _tfmot()
     qk = tfmot.quantization.keras
-    configs = {cls: make() for cls, make in QUANTIZE_CONFIGS.items()}
+    registry = qk.default_8bit.Default8BitQuantizeRegistry()
+    classes = _config_classes()
+    config_of = {cls: classes[kind] for cls, kind in QUANTIZE_CONFIGS.items()}
+    for layer in model.layers:
+        # TFMOT folds a BatchNorm only into its own conv layers; one after ours quantizes its output,
+        # and so do weightless layers TFMOT has no rule for (the squeeze-excite Multiply).
+        after_ours = isinstance(layer, keras.layers.BatchNormalization) and type(_producer(layer)) in config_of
+        unknown = not layer.weights and type(layer) not in config_of and not registry.supports(layer)
+        if after_ours or (unknown and not isinstance(layer, keras.layers.InputLayer)):
+            config_of.setdefault(layer.name, classes["output"])
 
-    def annotate(layer):
-        config_cls = configs.get(type(layer))
-        if config_cls is not None:
-            return qk.quantize_annotate_layer(layer, config_cls())
-        return layer  # reused as is (weights kept); TFMOT annotates the built-in layers below
+    def annotate(layer):  # the layer itself is wrapped, so its weights are kept
+        config = config_of.get(type(layer)) or config_of.get(layer.name)
+        return qk.quantize_annotate_layer(layer, config() if config else None)
 
     annotated = keras.models.clone_model(model, clone_function=annotate)
-    annotated = qk.quantize_annotate_model(annotated)
-    scope = {cls.__name__: cls for cls in configs} | {c.__name__: c for c in configs.values()}
+    scope = {cls.__name__: cls for cls in QUANTIZE_CONFIGS} | {c.__name__: c for c in classes.values()}
     with qk.quantize_scope(scope):
         return qk.quantize_apply(annotated)

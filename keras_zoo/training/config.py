@@ -5,10 +5,10 @@ import dataclasses
 @dataclasses.dataclass
 class FitConfig:
     """The single-device run of `keras-zoo train` on a bundled dataset. Defaults are the main job."""
-    model: str = "mobilenet_v2_100"
+    model: str = "tinynet_e"
     dataset: str = "digits"
     resolution: int = 32
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
     learning_rate: float = 2e-3
     shift_fraction: float = 0.0625  # random translation of up to this fraction of the image side

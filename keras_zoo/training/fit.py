@@ -21,7 +21,8 @@ def train(cfg: FitConfig, model_overrides=None, verbose=1):
     """Trains `cfg.model` on the bundled `cfg.dataset`; returns a report dict (top-1 included)."""
     keras.utils.set_random_seed(cfg.seed)
     x_train, y_train, x_test, y_test, class_names = bundled.load(cfg.dataset, cfg.resolution, seed=cfg.seed)
-    overrides = {"resolution": cfg.resolution, "num_classes": len(class_names), **(model_overrides or {})}
+    overrides = {"resolution": cfg.resolution, "num_classes": len(class_names), **cfg.model_overrides,
+                 **(model_overrides or {})}
     model = registry.create_model(cfg.model, **overrides)
     steps = cfg.epochs * int(np.ceil(len(x_train) / cfg.batch_size))
     shift = int(round(cfg.resolution * cfg.shift_fraction))

@@ -1,0 +1,26 @@
+"""Input normalization: how each model family's reference weights expect pixel values.
+
+Models take float images already normalized; `normalize(images, mode)` maps [0, 255] pixels to
+what the registry's `input_norm` of a model names:
+
+* "imagenet": (x / 255 - mean) / std with the ImageNet RGB statistics (EfficientNet, MixNet, MnasNet);
+* "inception": x / 127.5 - 1, i.e. [-1, 1] (MobileNetV2);
+* "centered_127": (x - 127) / 128 (EfficientNet-Lite, -EdgeTPU and -CondConv references).
+"""
+from keras_zoo.backend import tf
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MODES = ("imagenet", "inception", "centered_127")
+
+
+def normalize(images, mode):
+    """Normalizes [0, 255] RGB `images` (any float or integer dtype) as `mode` says; float32 out."""
+    images = tf.cast(images, tf.float32)
+    if mode == "imagenet":
+        return (images / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    if mode == "inception":
+        return images / 127.5 - 1.0
+    if mode == "centered_127":
+        return (images - 127.0) / 128.0
+    raise ValueError(f"Unknown input normalization {mode!r}; choose one of {MODES}.")
