@@ -7,9 +7,6 @@ from keras_zoo import weights as weights_lib
 from keras_zoo.backend import keras
 from keras_zoo.weights import PretrainedWeightsUnavailable, from_keras_applications
 
-pytestmark = pytest.mark.both_keras
-
-
 def randomize(model, seed=0):
     """Random values for every weight, BatchNorm statistics included (variances positive)."""
     rng = np.random.RandomState(seed)
@@ -18,6 +15,7 @@ def randomize(model, seed=0):
                        for v, w in zip(model.weights, model.get_weights())])
 
 
+@pytest.mark.both_keras
 @pytest.mark.parametrize("alpha,name", [(1.0, "mobilenet_v2_100"), (1.4, "mobilenet_v2_140")])
 def test_mobilenet_v2_equals_keras_applications(alpha, name):
     ref = keras.applications.MobileNetV2(weights=None, alpha=alpha, input_shape=(96, 96, 3),
@@ -29,6 +27,7 @@ def test_mobilenet_v2_equals_keras_applications(alpha, name):
     assert diff < 1e-4
 
 
+@pytest.mark.both_keras
 def test_mismatched_architecture_raises_before_copying():
     ref = keras.applications.MobileNetV2(weights=None, alpha=1.4, input_shape=(96, 96, 3))
     model = keras_zoo.create_model("mobilenet_v2_100", resolution=96)
@@ -38,6 +37,7 @@ def test_mismatched_architecture_raises_before_copying():
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+@pytest.mark.both_keras
 def test_weights_path_round_trip_and_bad_path(tmp_path):
     model = keras_zoo.create_model("mobilenet_v2_100", resolution=32, num_classes=4)
     path = str(tmp_path / "w.weights.h5")

@@ -35,7 +35,7 @@ def train(cfg: FitConfig, model_overrides=None, verbose=1):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     start = time.time()
-    history = model.fit(train_ds, epochs=cfg.epochs, verbose=verbose)
+    history = model.fit(train_ds, epochs=cfg.epochs, verbose=verbose, shuffle=False)  # shuffled by train_ds
     seconds = time.time() - start
     logits = model.predict(x_test, batch_size=256, verbose=0)
     top1 = float(np.mean(np.argmax(logits, -1) == y_test))
