@@ -4,7 +4,7 @@ Measured side by side in one process: the contenders alternate in rounds and eac
 median over rounds, so drift of the machine hits both alike. Both models get the same pixels
 and the same in-graph input normalization (keras.applications does it inside its graph).
 
-    python benchmarks/efficientnet_cpu.py [--batch 16] [--steps 5] [--rounds 5] [--resolution 224]
+    python benchmarks/efficientnet_cpu.py [--batch 16] [--steps 8] [--rounds 7] [--resolution 224]
 
 Prints images/s for inference and for a training step (forward, backward, SGD update), the ratio
 ours / keras.applications, and CondConv-B0 (8 experts) over B0 in counted FLOPs and measured time.
@@ -67,8 +67,8 @@ def compare(contenders, pixels, n, rounds):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=5, help="timed calls per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=8, help="timed calls per round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--resolution", type=int, default=224)
     parser.add_argument("--xla", action="store_true", help="jit_compile=True (slower on CPU, see DESIGN.md)")
     args = parser.parse_args()

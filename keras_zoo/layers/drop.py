@@ -21,8 +21,9 @@ class StochasticDepth(keras.layers.Layer):
             return inputs
         keep = 1.0 - self.rate
         shape = tf.concat([tf.shape(inputs)[:1], tf.ones([tf.rank(inputs) - 1], tf.int32)], 0)
-        mask = tf.floor(keep + tf.random.uniform(shape, seed=self.seed, dtype=inputs.dtype))
-        return inputs / tf.cast(keep, inputs.dtype) * mask
+        # The per-example 0 or 1/keep is made first, so the full tensor sees one multiplication.
+        scale = tf.floor(keep + tf.random.uniform(shape, seed=self.seed, dtype=inputs.dtype)) / keep
+        return inputs * scale
 
     def compute_output_shape(self, input_shape):
         return input_shape
