@@ -100,8 +100,9 @@ def decode(block_string):
             else:
                 name, cast = {
                     "r": ("repeats", int), "s": ("stride", int), "e": ("expand_ratio", _number),
-                    "c": ("filters", int), "i": ("input_filters", int), "se": ("se_ratio", float), "a": ("expand_groups", int),
-                    "p": ("project_groups", int), "x": ("num_experts", int), "d": ("space_to_depth", int),
+                    "c": ("filters", int), "i": ("input_filters", int), "se": ("se_ratio", float),
+                    "a": ("expand_groups", int), "p": ("project_groups", int), "x": ("num_experts", int),
+                    "d": ("space_to_depth", int),
                 }[key]
                 fields[name] = cast(value)
         return BlockArgs(**fields)

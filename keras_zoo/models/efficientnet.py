@@ -69,7 +69,8 @@ LITE_FAMILY = {  # (width, depth, resolution, dropout), README params, top-1 (fl
 LITE_CITATION = CITATION + "; EfficientNet-Lite: tensorflow/tpu models/official/efficientnet/lite (2020)"
 for variant, ((width, depth, resolution, dropout), params, top1) in LITE_FAMILY.items():
     register_mbconv(f"efficientnet_{variant}", LITE, width=width, depth=depth, resolution=resolution,
-                    dropout=dropout, family="efficientnet_lite", citation=LITE_CITATION, input_norm="centered_127",
+                    dropout=dropout, family="efficientnet_lite", citation=LITE_CITATION,
+                    input_norm="centered_127",
                     paper=PaperFigures(params, None, top1))
 
 # --- EfficientNet-EdgeTPU: fused MBConv (KxK expansion, strided 1x1 projection) early, ReLU, no SE.
@@ -86,7 +87,8 @@ EDGETPU_CITATION = ("Gupta, Tan. EfficientNet-EdgeTPU: Creating Accelerator-Opti
                     "AutoML. Google AI Blog 2019; tensorflow/tpu models/official/efficientnet/edgetpu")
 for variant, ((width, depth, resolution, dropout), params, top1) in EDGETPU_FAMILY.items():
     register_mbconv(f"efficientnet_edgetpu_{variant}", EDGETPU, width=width, depth=depth,
-                    resolution=resolution, dropout=dropout, family="efficientnet_edgetpu", input_norm="centered_127",
+                    resolution=resolution, dropout=dropout, family="efficientnet_edgetpu",
+                    input_norm="centered_127",
                     citation=EDGETPU_CITATION, paper=PaperFigures(params, None, top1))
 
 # --- CondConv-EfficientNet: experts in the MBConv convolutions of the last three stages.
@@ -105,7 +107,8 @@ CONDCONV_FAMILY = {  # name: (experts, depth), README params, MADDs, top-1
 }
 for variant, ((experts, depth), params, macs, top1) in CONDCONV_FAMILY.items():
     register_mbconv(f"condconv_efficientnet_{variant}", BASE, blocks=_with_experts(experts), depth=depth,
-                    dropout=0.25, family="condconv_efficientnet", citation=CONDCONV_CITATION, input_norm="centered_127",
+                    dropout=0.25, family="condconv_efficientnet", citation=CONDCONV_CITATION,
+                    input_norm="centered_127",
                     paper=PaperFigures(params, macs, top1, "b0_8e_depth is EfficientNet-B1's depth (1.1) "
                                        "at 224, the paper's B1-sized CondConv model." if depth != 1.0 else ""))
 
@@ -121,7 +124,8 @@ TINYNET_FAMILY = {  # (width, depth, resolution), paper params, FLOPs, top-1
 }
 for variant, ((width, depth, resolution), params, macs, top1) in TINYNET_FAMILY.items():
     register_mbconv(f"tinynet_{variant}", BASE, width=width, depth=depth, resolution=resolution,
-                    scale_stem=False, head_scaling="grow_only", depth_rounding="round", family="tinynet", citation=TINYNET_CITATION,
+                    scale_stem=False, head_scaling="grow_only", depth_rounding="round", family="tinynet",
+                    citation=TINYNET_CITATION,
                     paper=PaperFigures(params, macs, top1))
 
 # --- EfficientNet-X (TPU variant): a space-to-depth first block, fused MBConv in stages 2-3, ReLU

@@ -63,9 +63,12 @@ class MBConvNetConfig:
         """The decoded stages, with width- and depth-scaled filters and repeats."""
         stages = block_string.decode_all(self.blocks)
         fixed = {i % len(stages) for i in self.unscaled_repeat_stages}
-        return [a.replace(filters=round_filters(a.filters, self.width, self.divisor),
-                          input_filters=a.input_filters and round_filters(a.input_filters, self.width, self.divisor),
-                          repeats=a.repeats if i in fixed else round_repeats(a.repeats, self.depth, self.depth_rounding))
+        def width(filters):
+            return round_filters(filters, self.width, self.divisor)
+
+        return [a.replace(filters=width(a.filters), input_filters=a.input_filters and width(a.input_filters),
+                          repeats=a.repeats if i in fixed else round_repeats(a.repeats, self.depth,
+                                                                             self.depth_rounding))
                 for i, a in enumerate(stages)]
 
 
@@ -81,7 +84,7 @@ def build_mbconv_net(cfg: MBConvNetConfig):
     x = norm_act(x, "stem_")
 
     stages = cfg.stages()
-    rates = drop_connect_rates(sum(a.repeats for a in stages), cfg.drop_connect)
+    rates = iter(drop_connect_rates(sum(a.repeats for a in stages), cfg.drop_connect))
     for s, args in enumerate(stages):
         for i in range(args.repeats):
             block_args, out_filters = args, args.filters
@@ -90,7 +93,7 @@ def build_mbconv_net(cfg: MBConvNetConfig):
                 out_filters = 4 * args.filters
             if i:
                 block_args = block_args.replace(stride=1, input_filters=0)
-            x = mbconv_block(x, block_args, out_filters, norm_act, rates.pop(0), _block_name(s, i),
+            x = mbconv_block(x, block_args, out_filters, norm_act, next(rates), _block_name(s, i),
                              block_args.input_filters, cfg.mdconv_split, cfg.se_scale)
 
     x = conv(cfg.head_width(), 1, name="top_conv")(x)

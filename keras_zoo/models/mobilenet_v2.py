@@ -35,5 +35,6 @@ VARIANTS = {
 }
 
 for suffix, (width, params, macs, top1, note) in VARIANTS.items():
-    register_mbconv(f"mobilenet_v2_{suffix}", BASE, width=width, family="mobilenet_v2", citation=CITATION, input_norm="inception",
+    register_mbconv(f"mobilenet_v2_{suffix}", BASE, width=width, family="mobilenet_v2", citation=CITATION,
+                    input_norm="inception",
                     paper=PaperFigures(params=params, macs=macs, top1=top1, note=note))
