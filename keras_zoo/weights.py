@@ -62,12 +62,11 @@ class PretrainedWeightsUnavailable(RuntimeError):
     pass
 
 
-def _keras_applications_reference(app_name, config):
-    """Builds keras.applications' model with its ImageNet weights; the only step that may download
-    (once, into ~/.keras/models)."""
+def _keras_applications_reference(app_name, config, top):
+    """Builds keras.applications' model with its ImageNet weights (with its classifier if `top`);
+    the only step that may download (once, into ~/.keras/models)."""
     kwargs = {"alpha": config.width} if app_name == "MobileNetV2" else {}
     shape = (config.resolution, config.resolution, 3) if config.resolution else None
-    top = config.include_top and config.num_classes == 1000
     return getattr(keras.applications, app_name)(
         weights="imagenet", include_top=top, input_shape=shape, **kwargs,
         **({"classifier_activation": None} if top else {}))
@@ -84,14 +83,14 @@ def load_imagenet(model, spec, config):
         raise PretrainedWeightsUnavailable(
             f"No ImageNet weights are available for {spec.name} yet; models with weights: "
             f"{', '.join(sorted(KERAS_APPLICATIONS))}. Train it, or pass weights=PATH of your own.")
+    top = config.include_top and config.num_classes == 1000
     try:
-        ref = _keras_applications_reference(app_name, config)
+        ref = _keras_applications_reference(app_name, config, top)
     except Exception as err:  # keras raises a bare Exception on a failed download
         raise PretrainedWeightsUnavailable(
             f"Could not get the ImageNet weights of {spec.name} from keras.applications.{app_name}: {err}. "
             "They are downloaded once into ~/.keras/models; on a machine without network, copy that "
             "file there from a machine that has it, or pass weights=PATH to a file of your own.") from err
-    top = config.include_top and config.num_classes == 1000
     return from_keras_applications(model, ref, skip=() if top else ("predictions",))
 
 

@@ -3,7 +3,7 @@
 TFMOT knows Keras' built-in layers. Each custom layer of ours gets a QuantizeConfig here, keyed by
 class: weightless routing layers pass through; layers with kernels get TFMOT's default 8-bit
 scheme (symmetric per-tensor weights, asymmetric moving-average output ranges). `quantize_model`
-annotates our layers with their config and lets TFMOT annotate the rest, then applies
+annotates every layer in one clone (ours with their config, TFMOT's with its defaults), then applies
 quantization inside a scope that knows every keras_zoo class.
 """
 from keras_zoo.backend import IS_TF_KERAS, keras
