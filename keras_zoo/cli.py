@@ -2,14 +2,15 @@
 
     keras-zoo list [PATTERN]        name, params, FLOPs (multiply-adds), resolution, paper top-1
     keras-zoo info NAME             counted figures beside the paper's, config and citation
-    keras-zoo train [--model NAME] [--dataset digits] [--epochs N] [key=value ...]
+    keras-zoo train [--model NAME] [--dataset NAME] [--config FILE] [key=value ...]
+    keras-zoo eval  (the same arguments: scores the run's last checkpoint)
+    keras-zoo predict [--run DIR] IMAGE...   top-5 classes with names
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
-
-from keras_zoo.training.config import FitConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
@@ -84,15 +85,50 @@ def cmd_info(args):
     return 0
 
 
+def _train_config(args):
+    """TrainConfig from defaults <- --config recipe <- flags <- key=value pairs."""
+    from keras_zoo import registry
+    from keras_zoo.training.config import make_config, read_recipe
+    recipe = read_recipe(args.config) if args.config else {}
+    flags = {k: v for k, v in (("model", args.model), ("dataset", args.dataset), ("output_dir", args.output_dir),
+                               ("strategy", args.strategy), ("tpu", args.tpu)) if v is not None}
+    merged = {**recipe, **flags, **parse_overrides(args.overrides)}
+    spec = registry.get_spec(merged.get("model", "tinynet_e"))
+    return make_config(merged, model_fields=[f.name for f in dataclasses.fields(spec.config)])
+
+
 def cmd_train(args):
-    from keras_zoo.training.fit import train
-    cfg = FitConfig(model=args.model, dataset=args.dataset, epochs=args.epochs, output_dir=args.output_dir,
-                    resolution=args.resolution, batch_size=args.batch_size, learning_rate=args.learning_rate)
-    report = train(cfg, parse_overrides(args.overrides), verbose=2 if args.quiet else 1)
-    print(f"\n{report['model']} on {report['dataset']}: test top-1 = {report['test_top1']:.4f} "
-          f"({report['test_examples']} held-out images, {report['epochs']} epochs, "
-          f"{report['train_seconds']:.0f}s). Model saved to {report['saved_model']}.")
+    from keras_zoo.training.trainer import Trainer
+    report = Trainer(_train_config(args), verbose=2 if args.quiet else 1).fit()
+    print(f"\n{report['model']} on {report['dataset']}: top-1 = {report['top1']:.4f}, top-5 = {report['top5']:.4f} "
+          f"({report['eval_examples']} held-out images, {report['steps']} steps on {report['replicas']} "
+          f"{report['device']} replica(s), {report['train_seconds_this_run']:.0f}s of training in this run). "
+          f"Model saved to {report['saved_model']}.")
     return 0
+
+
+def cmd_eval(args):
+    from keras_zoo.training.trainer import Trainer
+    trainer = Trainer(_train_config(args), verbose=0)
+    step = trainer.restore()
+    if not step:
+        raise ValueError(f"No checkpoint in {trainer.cfg.output_dir}/checkpoints: train first (same arguments).")
+    metrics = trainer.evaluate()
+    print(f"{trainer.cfg.model} at step {step} on {trainer.source.name}: top-1 = {metrics['top1']:.4f}, "
+          f"top-5 = {metrics['top5']:.4f}, loss = {metrics['loss']:.4f} ({metrics['examples']} images).")
+    return 0
+
+
+def cmd_predict(args):
+    from keras_zoo.training.predict import predict_files
+    results, skipped = predict_files(args.run, args.images, top=args.top)
+    for path, ranked in results:
+        print(path)
+        for name, probability in ranked:
+            print(f"  {probability:7.2%}  {name}")
+    for path, why in skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    return 0 if results else 1
 
 
 def build_parser():
@@ -104,18 +140,25 @@ def build_parser():
     p = sub.add_parser("info", help="figures, config and citation of one model")
     p.add_argument("name")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("train", help="train a model (default: the main job on the bundled digits)")
-    defaults = FitConfig()
-    p.add_argument("--model", default=defaults.model)
-    p.add_argument("--dataset", default=defaults.dataset, help="a bundled dataset: digits")
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--resolution", type=int, default=defaults.resolution)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    p.add_argument("--output-dir", default=defaults.output_dir)
-    p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="model config overrides")
-    p.set_defaults(func=cmd_train)
+    for command, func, text in (("train", cmd_train, "train (resuming from the last checkpoint); default: the "
+                                 "main job, TinyNet-E on the bundled digits"),
+                                ("eval", cmd_eval, "evaluate the last checkpoint of a run (same arguments as train)")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("--model", help="a registered model (default tinynet_e)")
+        p.add_argument("--dataset", help="digits | tfds:NAME | tfrecord:DIR | folder:PATH (default digits)")
+        p.add_argument("--config", help="a recipe file (YAML or JSON), e.g. tpu/efficientnet_b0_imagenet.yaml")
+        p.add_argument("--output-dir", help="where checkpoints, logs and the report go (default runs/main)")
+        p.add_argument("--strategy", help="auto | tpu | multiworker | mirrored | gpu | cpu")
+        p.add_argument("--tpu", help="TPU name or 'local' (TPU VM)")
+        p.add_argument("--quiet", action="store_true", help="one line per epoch instead of a progress bar")
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="training fields (epochs=5 batch_size=128 ...) or model config fields (width=0.5)")
+        p.set_defaults(func=func)
+    p = sub.add_parser("predict", help="top-5 classes of image files with a trained run's model")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--run", default="runs/main", help="the output directory of `keras-zoo train`")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -123,7 +166,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, ImportError) as err:
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as err:
         if os.environ.get("KERAS_ZOO_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

@@ -24,6 +24,7 @@ class NormAct:
     activation: str = "swish"
     momentum: float = 0.99
     epsilon: float = 1e-3
+    synchronized: bool = False  # cross-replica statistics under tf.distribute
 
     def __post_init__(self):
         if self.norm not in NORMS:
@@ -32,7 +33,7 @@ class NormAct:
     def __call__(self, x, name, activation=True):
         """Normalizes `x` and, unless `activation` is False, applies the activation."""
         x = keras.layers.BatchNormalization(
-            momentum=self.momentum, epsilon=self.epsilon, name=f"{name}bn")(x)
+            momentum=self.momentum, epsilon=self.epsilon, synchronized=self.synchronized, name=f"{name}bn")(x)
         return self.act(x, name) if activation else x
 
     def act(self, x, name):

@@ -38,6 +38,7 @@ class MBConvNetConfig:
     norm: str = "batch_norm"
     bn_momentum: float = 0.99
     bn_epsilon: float = 1e-3
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (the trainer sets it per strategy)
     divisor: int = 8
     mdconv_split: str = "equal"  # how MixNet's MDConv splits channels: "equal" or "exponential"
     se_scale: float = 1.0  # multiplies every SE ratio (EfficientNet-X's se_coefficient)
@@ -78,7 +79,7 @@ def _block_name(stage, index):
 
 def build_mbconv_net(cfg: MBConvNetConfig):
     """Builds the functional `keras.Model` that `cfg` describes (logits unless `classifier_activation`)."""
-    norm_act = NormAct(cfg.norm, cfg.activation, cfg.bn_momentum, cfg.bn_epsilon)
+    norm_act = NormAct(cfg.norm, cfg.activation, cfg.bn_momentum, cfg.bn_epsilon, cfg.sync_bn)
     inputs = keras.Input(shape=(cfg.resolution, cfg.resolution, cfg.in_channels), name="image")
     x = conv(cfg.stem_width(), 3, 2, name="stem_conv")(inputs)
     x = norm_act(x, "stem_")

@@ -1,0 +1,37 @@
+"""One training run for tests/test_distributed.py, in its own process (logical CPU devices and
+TF_CONFIG must be set before TensorFlow starts).
+
+    python tests/distributed_job.py MODE OUTPUT_DIR WEIGHTS.npz
+MODE: single | mirrored (two logical CPUs) | multiworker (TF_CONFIG from the environment).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["KERAS_ZOO_NO_CACHE"] = "1"
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def main(mode, output_dir, weights_path):
+    if mode == "mirrored":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from keras_zoo.training.config import TrainConfig
+    from keras_zoo.training.trainer import Trainer
+    strategy = {"single": "cpu", "mirrored": "mirrored", "multiworker": "multiworker"}[mode]
+    # Same global batch everywhere; no dropout or stochastic depth (their masks are per replica);
+    # BatchNorm synchronized across replicas, so its statistics are the global batch's.
+    cfg = TrainConfig(strategy=strategy, output_dir=output_dir, resolution=16, batch_size=16, train_steps=3,
+                      optimizer="sgd", learning_rate=0.005, weight_decay=1e-4, sync_batch_norm=True,
+                      augment="randaugment", flip=True,
+                      model_overrides={"dropout": 0.0, "drop_connect": 0.0, "width": 0.5, "bn_momentum": 0.9})
+    trainer = Trainer(cfg, verbose=0)
+    report = trainer.fit()
+    np.savez(weights_path, *[v.numpy() for v in trainer.model.weights], steps=report["steps"],
+             replicas=report["replicas"], top1=report["top1"])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,141 @@
+"""The trainer end to end at tiny sizes: outputs, resume (also after SIGKILL), eval, predict, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_zoo import cli
+from keras_zoo.backend import IS_TF_KERAS, keras, tf
+from keras_zoo.training.config import TrainConfig
+from keras_zoo.training.trainer import Trainer, check_input_size
+
+TINY = {"bn_momentum": 0.9, "width": 0.5}
+
+
+def _config(out_dir, **kw):
+    defaults = dict(output_dir=str(out_dir), resolution=16, batch_size=32, train_steps=6, checkpoint_every=3,
+                    model_overrides=dict(TINY))
+    return TrainConfig(**{**defaults, **kw})
+
+
+@pytest.mark.both_keras
+def test_fit_writes_its_outputs_and_a_longer_rerun_resumes(tmp_path):
+    optimizer = "rmsprop" if IS_TF_KERAS else "lamb"
+    report = Trainer(_config(tmp_path, optimizer=optimizer, learning_rate=1e-3, weight_decay=1e-5, ema_decay=0.99,
+                             warmup_epochs=0.05, label_smoothing=0.1), verbose=0).fit()
+    assert report["steps"] == 6 and report["resumed_from_step"] == 0 and report["eval_examples"] == 359
+    assert 0.0 <= report["top1"] <= report["top5"] <= 1.0 and report["class_names"] == [str(d) for d in range(10)]
+    files = set(os.listdir(tmp_path))
+    assert {"checkpoints", "tensorboard", "history.jsonl", "curves.png", "report.json", "tinynet_e.keras"} <= files
+    assert not [f for f in files if ".tmp" in f]
+    assert os.listdir(tmp_path / "tensorboard")
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-6")
+    saved = keras.models.load_model(report["saved_model"])
+    assert saved.output.shape[-1] == 10
+    # The same directory with more steps: starts from the step-6 checkpoint, ends at 9.
+    again = Trainer(_config(tmp_path, optimizer=optimizer, learning_rate=1e-3, weight_decay=1e-5, ema_decay=0.99,
+                            warmup_epochs=0.05, label_smoothing=0.1, train_steps=9), verbose=0)
+    report = again.fit()
+    assert (report["resumed_from_step"], report["steps"]) == (6, 9)
+    with open(tmp_path / "history.jsonl") as f:
+        assert [json.loads(line)["step"] for line in f] == [6, 9]
+
+
+def test_main_job_settings_learn_the_digits(tmp_path):
+    """The main job's recipe at 16px for 3 epochs (the full job, 30 epochs at 32px, reaches ~0.96)."""
+    cfg = TrainConfig(output_dir=str(tmp_path), resolution=16, epochs=3, train_steps=None, checkpoint_every=0)
+    report = Trainer(cfg, verbose=0).fit()
+    assert report["top1"] > 0.3, report  # chance is 0.1
+    assert report["steps"] == 3 * (1438 // 64)
+
+
+def test_cli_eval_and_predict_on_a_trained_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    args = ["--output-dir", out, "--quiet", "resolution=16", "batch_size=32", "train_steps=3", "width=0.5"]
+    assert cli.main(["train", *args]) == 0
+    assert "top-1 =" in capsys.readouterr().out
+    assert cli.main(["eval", *args]) == 0
+    assert "at step 3" in capsys.readouterr().out
+    from keras_zoo.data import bundled
+    digit = bundled.load("digits")[2][0].astype(np.uint8)
+    image = tmp_path / "digit.png"
+    tf.io.write_file(str(image), tf.io.encode_png(digit))
+    (tmp_path / "notes.txt").write_text("hello")
+    assert cli.main(["predict", "--run", out, str(image), str(tmp_path / "notes.txt")]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == str(image) and len(lines) == 6 and all("%" in line for line in lines[1:])
+    assert "notes.txt: not a JPEG, PNG, GIF or BMP image" in captured.err
+
+
+def test_bad_input_gets_clear_errors(tmp_path, capsys):
+    out = ["--output-dir", str(tmp_path)]
+    for argv, message in [
+        (["train", "--dataset", "cifar11", *out], "not bundled"),
+        (["train", "--dataset", f"folder:{tmp_path}/missing", *out], "does not exist"),
+        (["train", "--model", "tinynet_q", *out], "Did you mean"),
+        (["train", "widht=0.5", *out], "Unknown key(s) widht"),
+        (["train", "batch_size=5000", *out], "larger than the 1438 training examples"),
+        (["train", "--config", str(tmp_path / "none.yaml"), *out], "does not exist"),
+        (["eval", *out], "No checkpoint"),
+        (["predict", "--run", str(tmp_path), "x.png"], "No report.json"),
+    ]:
+        assert cli.main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(2, 3)])
+    with pytest.raises(ValueError, match="takes 32x32 images .* set resolution=32"):
+        check_input_size(model, 16)
+
+
+def test_a_recipe_file_sets_fields(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("optimizer: sgd\nlearning_rate: 0.02\nresolution: 16\ntrain_steps: 2\nbatch_size: 32\n"
+                      "model_overrides: {width: 0.5}\n")
+    assert cli.main(["train", "--config", str(recipe), "--output-dir", str(tmp_path / "run"), "--quiet"]) == 0
+    with open(tmp_path / "run" / "report.json") as f:
+        report = json.load(f)
+    assert report["config"]["optimizer"] == "sgd" and report["steps"] == 2
+    assert report["config"]["model_overrides"] == {"width": 0.5}
+
+
+def _train_command(out_dir):
+    return [sys.executable, "-m", "keras_zoo.cli", "train", "--quiet", "--output-dir", str(out_dir),
+            "resolution=16", "batch_size=16", "train_steps=24", "checkpoint_every=4", "width=0.5",
+            # Dropout and stochastic-depth masks come from per-process random streams that a
+            # checkpoint does not hold; without them a resumed run is bit-for-bit the unbroken one.
+            "dropout=0.0", "drop_connect=0.0"]
+
+
+def test_sigkill_then_the_same_command_resumes_and_matches_an_unbroken_run(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    unbroken = subprocess.Popen(_train_command(tmp_path / "unbroken"), **quiet)
+    killed = subprocess.Popen(_train_command(tmp_path / "killed"), **quiet)
+    index = tmp_path / "killed" / "checkpoints" / "ckpt-8.index"
+    deadline = time.time() + 300
+    while not index.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "report.json").exists()
+    resumed = subprocess.run(_train_command(tmp_path / "killed"), capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Resumed from the checkpoint at step" in resumed.stdout
+    assert unbroken.wait() == 0
+    reports = {}
+    for name in ("killed", "unbroken"):
+        with open(tmp_path / name / "report.json") as f:
+            reports[name] = json.load(f)
+    assert reports["killed"]["steps"] == reports["unbroken"]["steps"] == 24
+    assert 8 <= reports["killed"]["resumed_from_step"] < 24
+    # Same batches, same optimizer state: the resumed run ends where the unbroken one does.
+    a = keras.models.load_model(reports["killed"]["saved_model"]).get_weights()
+    b = keras.models.load_model(reports["unbroken"]["saved_model"]).get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
