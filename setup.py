@@ -3,7 +3,7 @@ from setuptools import find_packages, setup
 
 TF = "tensorflow>=2.20,<2.22"
 QUANT = ["tf-keras>=2.20,<2.22", "tensorflow-model-optimization~=0.8.0"]
-TRAIN = ["tensorflow-datasets~=4.9.0", "matplotlib>=3.7", "scikit-learn>=1.3"]
+TRAIN = ["tensorflow-datasets~=4.9.0", "matplotlib>=3.7", "scikit-learn>=1.3", "pyyaml>=6"]
 
 setup(
     name="keras-zoo",
@@ -17,7 +17,7 @@ setup(
     extras_require={
         "quantization": QUANT,
         "train": TRAIN,
-        "test": QUANT + TRAIN + ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": QUANT + TRAIN + ["pytest>=8", "pytest-xdist>=3.5", "pillow"],  # PIL: the augmentation reference
     },
     entry_points={"console_scripts": ["keras-zoo=keras_zoo.cli:main"]},
     license="Apache-2.0",

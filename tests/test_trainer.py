@@ -139,3 +139,49 @@ def test_sigkill_then_the_same_command_resumes_and_matches_an_unbroken_run(tmp_p
     b = keras.models.load_model(reports["unbroken"]["saved_model"]).get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_xla_steps_train_like_the_graph_steps(tmp_path):
+    keys = dict(train_steps=2, checkpoint_every=0, optimizer="sgd", learning_rate=0.01, batch_size=16,
+                model_overrides={**TINY, "dropout": 0.0, "drop_connect": 0.0})
+    initial = [np.asarray(v) for v in Trainer(_config(tmp_path / "init", **keys), verbose=0).model.trainable_variables]
+    reference = Trainer(_config(tmp_path / "ref", **keys), verbose=0)
+    reference.fit()
+    trainer = Trainer(_config(tmp_path / "xla", jit_compile=True, **keys), verbose=0)
+    assert trainer.fit()["jit_compile"] is True
+    for ours, ref, init in zip(trainer.model.trainable_variables, reference.model.trainable_variables, initial):
+        moved = np.abs(np.asarray(ref) - init).max()
+        # Relative to how far the weights moved: XLA fuses and reorders the float32 ops.
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), atol=1e-3 * max(moved, 1e-3))
+    assert max(np.abs(np.asarray(r) - i).max() for r, i in zip(reference.model.trainable_variables, initial)) > 1e-2
+
+
+def test_mixed_float16_scales_the_loss_and_skips_overflowing_steps(tmp_path):
+    cfg = _config(tmp_path, train_steps=8, checkpoint_every=0, optimizer="sgd", learning_rate=0.01, batch_size=16,
+                  mixed_precision="mixed_float16")
+    trainer = Trainer(cfg, verbose=0)
+    initial = [np.asarray(v) for v in trainer.model.trainable_variables]
+    report = trainer.fit()
+    assert report["mixed_precision"] == "mixed_float16" and report["steps"] == 8
+    convs = [layer for layer in trainer.model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.compute_dtype == "float16" and layer.kernel.dtype == "float32" for layer in convs)
+    # Dynamic loss scaling: starts at 2^15, halves on every overflowing step (which it skips).
+    applied = int(trainer.optimizer.iterations.numpy())
+    halvings = round(np.log2(2.0 ** 15 / float(trainer.optimizer.dynamic_scale)))
+    assert 0 < applied < 8 and applied + halvings == 8
+    final = [np.asarray(v) for v in trainer.model.trainable_variables]
+    assert all(np.isfinite(v).all() for v in final)
+    assert max(np.abs(f - i).max() for f, i in zip(final, initial)) > 1e-2
+
+
+@pytest.mark.parametrize("recipe", sorted(f for f in os.listdir(os.path.join(os.path.dirname(__file__), "..", "tpu"))
+                                          if f.endswith(".yaml")))
+def test_tpu_recipes_are_valid_configs(recipe):
+    from keras_zoo import registry
+    from keras_zoo.training.config import make_config, read_recipe
+    data = read_recipe(os.path.join(os.path.dirname(__file__), "..", "tpu", recipe))
+    spec = registry.get_spec(data["model"])
+    cfg = make_config(data, model_fields=[f.name for f in __import__("dataclasses").fields(spec.config)])
+    assert cfg.strategy == "tpu" and cfg.mixed_precision == "mixed_bfloat16" and cfg.resolution == spec.resolution
+    assert cfg.model_overrides == {}  # the paper's model settings, not the main job's
+    registry.model_config(cfg.model, **cfg.model_overrides)

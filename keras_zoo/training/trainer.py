@@ -251,7 +251,7 @@ class Trainer:
         iterator = self._train_iterator(start)
         step, began = start, time.time()
         window = {"loss": 0.0, "correct": 0.0, "examples": 0, "since": time.time()}
-        progress = _Progress(self.steps_per_epoch, self.verbose and self.is_chief)
+        progress = _Progress(self.steps_per_epoch, self.verbose if self.is_chief else 0)
         while step < self.total_steps:
             boundaries = [self.total_steps, (step // checkpoint_every + 1) * checkpoint_every,
                           (step // eval_every + 1) * eval_every, (step // self.steps_per_epoch + 1) * self.steps_per_epoch]
