@@ -26,7 +26,8 @@ def main(mode, output_dir, weights_path):
     cfg = TrainConfig(strategy=strategy, output_dir=output_dir, resolution=16, batch_size=16, train_steps=3,
                       optimizer="sgd", learning_rate=0.005, weight_decay=1e-4, sync_batch_norm=True,
                       augment="randaugment", flip=True,
-                      model_overrides={"dropout": 0.0, "drop_connect": 0.0, "width": 0.5, "bn_momentum": 0.9})
+                      model_overrides={"dropout": 0.0, "drop_connect": 0.0, "width": 0.5, "bn_momentum": 0.9,
+                                       "blocks": ["ir_r1_k3_s1_e1_c16_se0.25", "ir_r1_k3_s2_e6_c24_se0.25"]})
     trainer = Trainer(cfg, verbose=0)
     report = trainer.fit()
     np.savez(weights_path, *[v.numpy() for v in trainer.model.weights], steps=report["steps"],

@@ -14,7 +14,9 @@ from keras_zoo.backend import IS_TF_KERAS, keras, tf
 from keras_zoo.training.config import TrainConfig
 from keras_zoo.training.trainer import Trainer, check_input_size
 
-TINY = {"bn_momentum": 0.9, "width": 0.5}
+# Two MBConv blocks instead of TinyNet-E's sixteen: the same code paths, a fraction of the tracing.
+BLOCKS = ["ir_r1_k3_s1_e1_c16_se0.25", "ir_r1_k3_s2_e6_c24_se0.25"]
+TINY = {"bn_momentum": 0.9, "width": 0.5, "blocks": BLOCKS}
 
 
 def _config(out_dir, **kw):
@@ -56,7 +58,8 @@ def test_main_job_settings_learn_the_digits(tmp_path):
 
 def test_cli_eval_and_predict_on_a_trained_run(tmp_path, capsys):
     out = str(tmp_path / "run")
-    args = ["--output-dir", out, "--quiet", "resolution=16", "batch_size=32", "train_steps=3", "width=0.5"]
+    args = ["--output-dir", out, "--quiet", "resolution=16", "batch_size=32", "train_steps=3", "width=0.5",
+            f"blocks={json.dumps(BLOCKS)}"]
     assert cli.main(["train", *args]) == 0
     assert "top-1 =" in capsys.readouterr().out
     assert cli.main(["eval", *args]) == 0
@@ -95,17 +98,18 @@ def test_bad_input_gets_clear_errors(tmp_path, capsys):
 def test_a_recipe_file_sets_fields(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("optimizer: sgd\nlearning_rate: 0.02\nresolution: 16\ntrain_steps: 2\nbatch_size: 32\n"
-                      "model_overrides: {width: 0.5}\n")
+                      f"model_overrides: {{width: 0.5, blocks: {json.dumps(BLOCKS)}}}\n")
     assert cli.main(["train", "--config", str(recipe), "--output-dir", str(tmp_path / "run"), "--quiet"]) == 0
     with open(tmp_path / "run" / "report.json") as f:
         report = json.load(f)
     assert report["config"]["optimizer"] == "sgd" and report["steps"] == 2
-    assert report["config"]["model_overrides"] == {"width": 0.5}
+    assert report["config"]["model_overrides"] == {"width": 0.5, "blocks": BLOCKS}
 
 
 def _train_command(out_dir):
     return [sys.executable, "-m", "keras_zoo.cli", "train", "--quiet", "--output-dir", str(out_dir),
             "resolution=16", "batch_size=16", "train_steps=24", "checkpoint_every=4", "width=0.5",
+            f"blocks={json.dumps(BLOCKS)}",
             # Dropout and stochastic-depth masks come from per-process random streams that a
             # checkpoint does not hold; without them a resumed run is bit-for-bit the unbroken one.
             "dropout=0.0", "drop_connect=0.0"]
@@ -116,10 +120,13 @@ def test_sigkill_then_the_same_command_resumes_and_matches_an_unbroken_run(tmp_p
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     unbroken = subprocess.Popen(_train_command(tmp_path / "unbroken"), **quiet)
     killed = subprocess.Popen(_train_command(tmp_path / "killed"), **quiet)
-    index = tmp_path / "killed" / "checkpoints" / "ckpt-8.index"
+    # Kill once the index names ckpt-8 (it is replaced only after ckpt-8's files are complete).
+    state = tmp_path / "killed" / "checkpoints" / "checkpoint"
     deadline = time.time() + 300
-    while not index.exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    while killed.poll() is None and time.time() < deadline:
+        if state.exists() and 'ckpt-8"' in state.read_text():
+            break
+        time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
