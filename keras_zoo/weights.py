@@ -3,6 +3,10 @@
 `from_keras_applications(model, ref)` copies the weights of a `keras.applications` model into the
 keras_zoo model of the same architecture, layer by layer in graph order, checking every layer's
 kind and every weight's shape first, so that nothing is half-copied on a mismatch.
+
+A conv bias of the reference that our graph does not have (keras.applications' ResNets put biases on
+convolutions that BatchNorm follows) is folded into that BatchNorm: BN(x + b) with moving mean m
+equals BN(x) with moving mean m - b, in inference and (the batch mean absorbs b) in training.
 """
 import os
 
@@ -28,6 +32,24 @@ def _weighted_layers(model, skip=()):
             yield layer
 
 
+def _conv_biases_to_fold(ours, theirs, ref):
+    """{'convs': names of reference convs whose bias ours lacks, 'bns': {reference BN name: bias}}."""
+    convs, bns = set(), {}
+    for a, b in zip(ours, theirs):
+        if (_kind(a) == _kind(b) == "Conv2D" and getattr(b, "use_bias", False) and not getattr(a, "use_bias", True)):
+            bn_name = b.name[:-len("conv")] + "bn" if b.name.endswith("conv") else None
+            try:
+                bn = ref.get_layer(bn_name)
+            except ValueError:
+                bn = None
+            if bn is None or _kind(bn) != "BatchNormalization" or not (bn.center and bn.scale):
+                raise ValueError(f"{ref.name}'s {b.name} has a bias that {a.name} lacks, and no BatchNorm "
+                                 "follows it to fold it into.")
+            convs.add(b.name)
+            bns[bn.name] = b.get_weights()[1]
+    return {"convs": convs, "bns": bns}
+
+
 def from_keras_applications(model, ref, skip=()):
     """Copies `ref`'s weights (a keras.applications model) into `model`; returns `model`.
 
@@ -40,9 +62,15 @@ def from_keras_applications(model, ref, skip=()):
         raise ValueError(
             f"{model.name} has {len(ours)} weighted layers but {ref.name} has {len(theirs)}: not the "
             "same architecture (check the width/alpha, include_top and number of classes).")
+    folded = _conv_biases_to_fold(ours, theirs, ref)
     pairs = []
     for a, b in zip(ours, theirs):
         wa, wb = a.get_weights(), b.get_weights()
+        if b.name in folded["convs"]:
+            wb = wb[:1]
+        if b.name in folded["bns"]:
+            gamma, beta, mean, variance = wb
+            wb = [gamma, beta, mean - folded["bns"][b.name], variance]
         if _kind(a) != _kind(b) or [w.shape for w in wa] != [w.shape for w in wb]:
             raise ValueError(
                 f"Layer {a.name} ({_kind(a)}, {[w.shape for w in wa]}) does not match {ref.name}'s "
@@ -55,7 +83,8 @@ def from_keras_applications(model, ref, skip=()):
 
 # Models whose ImageNet weights come from keras.applications' own files.
 KERAS_APPLICATIONS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)} | {
-    "mobilenet_v2_100": "MobileNetV2", "mobilenet_v2_140": "MobileNetV2"}
+    "mobilenet_v2_100": "MobileNetV2", "mobilenet_v2_140": "MobileNetV2"} | {
+    f"resnet{d}": f"ResNet{d}" for d in (50, 101, 152)}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):

@@ -103,3 +103,17 @@ def test_imagenet_weights_offline_say_what_to_do(monkeypatch):
     with pytest.raises(PretrainedWeightsUnavailable, match="No ImageNet weights are available for mixnet_s"):
         keras_zoo.create_model("mixnet_s", weights="imagenet")
     assert "efficientnet_b7" in weights_lib.KERAS_APPLICATIONS
+
+
+@pytest.mark.parametrize("depth", [pytest.param(50, marks=pytest.mark.both_keras), 101, 152])
+def test_resnet_equals_keras_applications_with_conv_biases_folded(depth):
+    ref = getattr(keras.applications, f"ResNet{depth}")(weights=None, input_shape=(64, 64, 3),
+                                                         classifier_activation=None)
+    randomize(ref)
+    model = from_keras_applications(keras_zoo.create_model(f"resnet{depth}", resolution=64), ref)
+    x = np.random.RandomState(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    theirs = np.asarray(ref(x, training=False))
+    diff = np.abs(np.asarray(model(x, training=False)) - theirs).max()
+    assert diff < 1e-4 and np.abs(theirs).max() > 0.1, diff  # random weights: logits of order 1
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) < sum(
+        int(np.prod(w.shape)) for w in ref.trainable_weights)  # ours has no conv biases

@@ -5,13 +5,16 @@ what the registry's `input_norm` of a model names:
 
 * "imagenet": (x / 255 - mean) / std with the ImageNet RGB statistics (EfficientNet, MixNet, MnasNet);
 * "inception": x / 127.5 - 1, i.e. [-1, 1] (MobileNetV2);
-* "centered_127": (x - 127) / 128 (EfficientNet-Lite, -EdgeTPU and -CondConv references).
+* "centered_127": (x - 127) / 128 (EfficientNet-Lite, -EdgeTPU and -CondConv references);
+* "caffe": RGB -> BGR, minus the ImageNet BGR means, unscaled (the original ResNet weights, as
+  keras.applications.ResNet50/101/152 ship them).
 """
 from keras_zoo.backend import tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-MODES = ("imagenet", "inception", "centered_127")
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+MODES = ("imagenet", "inception", "centered_127", "caffe")
 
 
 def normalize(images, mode):
@@ -23,4 +26,6 @@ def normalize(images, mode):
         return images / 127.5 - 1.0
     if mode == "centered_127":
         return (images - 127.0) / 128.0
+    if mode == "caffe":
+        return images[..., ::-1] - CAFFE_BGR_MEAN
     raise ValueError(f"Unknown input normalization {mode!r}; choose one of {MODES}.")

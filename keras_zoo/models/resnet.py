@@ -1,0 +1,158 @@
+"""ResNet-50/101/152/200 (He et al. 2016, arXiv:1512.03385; 200 from arXiv:1603.05027) with the
+options of later papers:
+
+* ResNet-D (He et al. 2019, "Bag of Tricks", arXiv:1812.01187): `stem="deep"` (three 3x3 convs
+  instead of the 7x7), `avg_down=True` (2x2 average pool before the 1x1 projection of a strided
+  shortcut) and `stride_in_3x3=True` (the stride on the 3x3 conv, "ResNet-B"); `resnet50_d` sets
+  all three (any depth takes them as overrides).
+* DropBlock (arXiv:1810.12890) on groups 3 and 4 (`dropblock_keep_prob` < 1, block size 7), after
+  every conv-BN of a block and on its projection shortcut, as the reference ResNet code places it.
+* Stochastic depth (`drop_connect`): per-block rates ramped as in EfficientNet.
+
+Bottleneck v1: 1x1 -> 3x3 -> 1x1 (x4) with BN after each conv and ReLU after the sum. Convolutions
+have no bias (BatchNorm follows each one); strided convolutions pad symmetrically ((k - 1) // 2 before,
+the rest after) and run 'valid', as the reference TF ResNet and keras.applications do, so the same
+weights give the same outputs (keras.applications' conv biases fold into BN, see keras_zoo.weights).
+"""
+import dataclasses
+from typing import Optional
+
+from keras_zoo.blocks.common import NormAct
+from keras_zoo.backend import keras
+from keras_zoo.layers.dropblock import DropBlock2D
+from keras_zoo.layers.drop import StochasticDepth
+from keras_zoo.models.scaling import drop_connect_rates
+from keras_zoo.registry import PaperFigures, register_model
+
+CITATION = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016. arXiv:1512.03385"
+D_CITATION = ("He, Zhang, Zhang, Zhang, Xie, Li. Bag of Tricks for Image Classification with Convolutional "
+              "Neural Networks. CVPR 2019. arXiv:1812.01187")
+STAGE_REPEATS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
+STEMS = ("basic", "deep")
+# He-normal (fan_out), the reference ResNet initializer.
+CONV_INIT = {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+    depth: int = 50
+    resolution: Optional[int] = 224
+    num_classes: int = 1000
+    include_top: bool = True
+    stem: str = "basic"
+    avg_down: bool = False
+    stride_in_3x3: bool = False
+    width: float = 1.0  # multiplies every stage's filters (64, 128, 256, 512; x4 at block outputs)
+    dropout: float = 0.0
+    drop_connect: float = 0.0
+    dropblock_keep_prob: float = 1.0  # < 1 turns DropBlock on in groups 3 and 4
+    dropblock_size: int = 7
+    dropblock_schedule_steps: int = 0
+    activation: str = "relu"
+    norm: str = "batch_norm"
+    bn_momentum: float = 0.9  # the reference ResNet's BATCH_NORM_DECAY
+    bn_epsilon: float = 1e-5
+    sync_bn: bool = False
+    classifier_activation: Optional[str] = None
+    in_channels: int = 3
+    name: str = "resnet"
+
+    def __post_init__(self):
+        if self.depth not in STAGE_REPEATS:
+            raise ValueError(f"depth must be one of {sorted(STAGE_REPEATS)}, got {self.depth}.")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
+
+
+def conv(x, filters, kernel_size, strides, name):
+    """A bias-free conv; strided ones pad symmetrically and run 'valid' (the reference padding)."""
+    padding = "same"
+    if strides > 1:
+        before = (kernel_size - 1) // 2
+        x = keras.layers.ZeroPadding2D(((before, kernel_size - 1 - before),) * 2, name=f"{name}_pad")(x)
+        padding = "valid"
+    return keras.layers.Conv2D(filters, kernel_size, strides, padding=padding, use_bias=False,
+                               kernel_initializer=CONV_INIT, name=name)(x)
+
+
+def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name):
+    """One bottleneck block; the projection shortcut is built first (keras.applications' order)."""
+    out_filters = 4 * filters
+    shortcut = x
+    if strides > 1 or x.shape[-1] != out_filters:
+        if cfg.avg_down and strides > 1:
+            shortcut = keras.layers.AveragePooling2D(strides, strides, padding="same", name=f"{name}_0_pool")(x)
+            shortcut = conv(shortcut, out_filters, 1, 1, f"{name}_0_conv")
+        else:
+            shortcut = conv(x, out_filters, 1, strides, f"{name}_0_conv")
+        shortcut = dropblock(norm_act(shortcut, f"{name}_0_", activation=False), f"{name}_0")
+    stride_1x1, stride_3x3 = (1, strides) if cfg.stride_in_3x3 else (strides, 1)
+    y = dropblock(norm_act(conv(x, filters, 1, stride_1x1, f"{name}_1_conv"), f"{name}_1_"), f"{name}_1")
+    y = dropblock(norm_act(conv(y, filters, 3, stride_3x3, f"{name}_2_conv"), f"{name}_2_"), f"{name}_2")
+    y = dropblock(norm_act(conv(y, out_filters, 1, 1, f"{name}_3_conv"), f"{name}_3_", activation=False),
+                  f"{name}_3")
+    if drop_rate:
+        y = StochasticDepth(drop_rate, name=f"{name}_drop")(y)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return norm_act.act(y, f"{name}_out_")
+
+
+def build_resnet(cfg: ResNetConfig):
+    norm_act = NormAct(cfg.norm, cfg.activation, cfg.bn_momentum, cfg.bn_epsilon, cfg.sync_bn)
+    inputs = keras.Input(shape=(cfg.resolution, cfg.resolution, cfg.in_channels), name="image")
+    if cfg.stem == "deep":  # ResNet-C: three 3x3 convs (32, 32, 64)
+        x = norm_act(conv(inputs, int(32 * cfg.width), 3, 2, "conv1_1_conv"), "conv1_1_")
+        x = norm_act(conv(x, int(32 * cfg.width), 3, 1, "conv1_2_conv"), "conv1_2_")
+        x = norm_act(conv(x, int(64 * cfg.width), 3, 1, "conv1_3_conv"), "conv1_3_")
+    else:
+        x = norm_act(conv(inputs, int(64 * cfg.width), 7, 2, "conv1_conv"), "conv1_")
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
+
+    repeats = STAGE_REPEATS[cfg.depth]
+    rates = iter(drop_connect_rates(sum(repeats), cfg.drop_connect))
+    for stage, count in enumerate(repeats):
+        filters = int(64 * cfg.width) * 2 ** stage
+
+        def dropblock(t, name, stage=stage):
+            if stage < 2 or cfg.dropblock_keep_prob >= 1.0:
+                return t
+            return DropBlock2D(cfg.dropblock_keep_prob, cfg.dropblock_size, cfg.dropblock_schedule_steps,
+                               name=f"{name}_dropblock")(t)
+
+        for i in range(count):
+            x = bottleneck(x, filters, 2 if i == 0 and stage > 0 else 1, cfg, norm_act, next(rates), dropblock,
+                           f"conv{stage + 2}_block{i + 1}")
+    if cfg.include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        if cfg.dropout:
+            x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
+        x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation, dtype="float32",
+                               name="predictions")(x)
+    return keras.Model(inputs, x, name=cfg.name)
+
+
+# depth: (exact trainable params of the reference graph (torchvision / the TF reference: no conv
+# biases) at 1000 classes, the paper's FLOPs (multiply-adds, Table 1), note)
+VARIANTS = {
+    50: (25_557_032, "3.8B", ""),
+    101: (44_549_160, "7.6B", ""),
+    152: (60_192_808, "11.3B", ""),
+    200: ("64.7M", None, "ResNet-200 is from arXiv:1603.05027 (pre-activation); this is the post-activation "
+                         "v1 graph at that depth, as the TPU reference builds it; no FLOPs are printed for it."),
+}
+
+# The contract test builds the deeper ones at depth 50 (same blocks, fewer repeats); their full
+# graphs are still built and counted against the reference.
+for depth, (params, macs, note) in VARIANTS.items():
+    register_model(f"resnet{depth}", build_resnet, ResNetConfig(depth=depth, name=f"resnet{depth}"),
+                   family="resnet", citation=CITATION, input_norm="caffe",
+                   paper=PaperFigures(params=params, macs=macs, note=note), tiny={"resolution": 32, "depth": 50})
+
+register_model("resnet50_d", build_resnet,
+               ResNetConfig(stem="deep", avg_down=True, stride_in_3x3=True, name="resnet50_d"),
+               family="resnet_d", citation=D_CITATION, input_norm="imagenet",
+               paper=PaperFigures(params="25.6M", macs="4.3B",
+                                  note="Bag of Tricks prints ResNet-50-D as 25.6M parameters and 4.3 GFLOPs; the "
+                                       "deep stem adds 19,232 parameters to ResNet-50's 25,557,032."),
+               tiny={"resolution": 32})

@@ -1,0 +1,48 @@
+"""ResNet options: where DropBlock, ResNet-D and stochastic depth land in the graph."""
+import numpy as np
+
+import keras_zoo
+from keras_zoo.data.preprocessing import normalize
+from keras_zoo.layers.dropblock import DropBlock2D
+from keras_zoo.layers.drop import StochasticDepth
+
+
+def _layers(model, kind):
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_dropblock_only_in_groups_3_and_4_and_identity_at_inference():
+    model = keras_zoo.create_model("resnet50", resolution=64, num_classes=5, dropblock_keep_prob=0.9)
+    names = [layer.name for layer in _layers(model, DropBlock2D)]
+    # groups 3 (conv4, 6 blocks) and 4 (conv5, 3 blocks): 3 per block plus one per projection shortcut
+    assert len(names) == 9 * 3 + 2 and all(n.startswith(("conv4_", "conv5_")) for n in names)
+    x = np.random.RandomState(0).randn(2, 64, 64, 3).astype("float32")
+    assert np.isfinite(np.asarray(model(x, training=True))).all()
+    # At inference DropBlock is the identity: the same weights without it give the same logits.
+    plain = keras_zoo.create_model("resnet50", resolution=64, num_classes=5)
+    plain.set_weights([w for layer in model.layers if not isinstance(layer, DropBlock2D) for w in layer.get_weights()])
+    np.testing.assert_allclose(np.asarray(plain(x, training=False)), np.asarray(model(x, training=False)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_resnet_d_has_the_deep_stem_average_pool_shortcuts_and_3x3_strides():
+    model = keras_zoo.create_model("resnet50_d", resolution=64, num_classes=5)
+    names = {layer.name for layer in model.layers}
+    assert {"conv1_1_conv", "conv1_2_conv", "conv1_3_conv"} <= names and "conv1_conv" not in names
+    assert {"conv3_block1_0_pool", "conv4_block1_0_pool", "conv5_block1_0_pool"} <= names
+    assert model.get_layer("conv3_block1_2_conv").strides == (2, 2)
+    assert model.get_layer("conv3_block1_1_conv").strides == (1, 1)
+    plain = keras_zoo.create_model("resnet50", resolution=64, num_classes=5)
+    assert plain.get_layer("conv3_block1_1_conv").strides == (2, 2)  # the original v1 places it first
+
+
+def test_stochastic_depth_ramps_over_the_blocks():
+    model = keras_zoo.create_model("resnet50", resolution=32, num_classes=5, drop_connect=0.2)
+    rates = [layer.rate for layer in _layers(model, StochasticDepth)]
+    assert len(rates) == 15 and rates == sorted(rates) and rates[-1] < 0.2  # the first block's rate is 0
+
+
+def test_caffe_normalization_is_bgr_minus_means():
+    pixel = np.array([[[[10.0, 20.0, 30.0]]]], "float32")
+    np.testing.assert_allclose(np.asarray(normalize(pixel, "caffe"))[0, 0, 0], [30 - 103.939, 20 - 116.779,
+                                                                                10 - 123.68], rtol=1e-6)
