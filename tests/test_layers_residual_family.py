@@ -175,3 +175,11 @@ def test_new_layers_save_and_load_in_a_model(tmp_path, rng):
                                atol=1e-5)
     clone = keras.Model.from_config(model.get_config())
     assert [type(layer).__name__ for layer in clone.layers] == [type(layer).__name__ for layer in model.layers]
+
+
+def test_channel_shuffle_interleaves_the_groups_and_slices_split():
+    from keras_zoo.layers.shuffle import ChannelShuffle, ChannelSlice
+    x = tf.reshape(tf.range(6, dtype=tf.float32), [1, 1, 1, 6])
+    np.testing.assert_array_equal(ChannelShuffle(2)(x).numpy().ravel(), [0, 3, 1, 4, 2, 5])
+    np.testing.assert_array_equal(ChannelShuffle(3)(x).numpy().ravel(), [0, 2, 4, 1, 3, 5])
+    np.testing.assert_array_equal(ChannelSlice(2, 5)(x).numpy().ravel(), [2, 3, 4])

@@ -46,3 +46,12 @@ def test_caffe_normalization_is_bgr_minus_means():
     pixel = np.array([[[[10.0, 20.0, 30.0]]]], "float32")
     np.testing.assert_allclose(np.asarray(normalize(pixel, "caffe"))[0, 0, 0], [30 - 103.939, 20 - 116.779,
                                                                                 10 - 123.68], rtol=1e-6)
+
+
+def test_resnet_rs_blocks_carry_squeeze_excite_and_the_stem_has_no_max_pool():
+    model = keras_zoo.create_model("resnet_rs_50", resolution=64, num_classes=5)
+    names = [layer.name for layer in model.layers]
+    assert "pool1_pool" not in names and model.get_layer("conv1_pool_conv").strides == (2, 2)
+    assert sum(name.endswith("_se_excite") for name in names) == 16  # every bottleneck
+    assert model.get_layer("conv2_block1_se_reduce").filters == 64  # 0.25 x the block's 256 outputs
+    assert model.get_layer("top_dropout").rate == 0.25

@@ -51,3 +51,14 @@ def depthwise_conv(kernel_size, strides=1, name=None):
     return keras.layers.DepthwiseConv2D(
         kernel_size, strides=strides, padding="same", use_bias=False,
         depthwise_initializer=CONV_INIT, name=name)
+
+
+def squeeze_excite(x, reduced, norm_act, name):
+    """Squeeze-and-excite (Hu et al. 2018): global pool, 1x1 conv to `reduced` channels, the block's
+    activation, 1x1 conv back, sigmoid gate on `x`. MBConv blocks and ResNet-RS bottlenecks use it."""
+    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
+    s = conv(reduced, 1, use_bias=True, name=f"{name}se_reduce")(s)
+    s = norm_act.act(s, f"{name}se_")
+    s = conv(x.shape[-1], 1, use_bias=True, name=f"{name}se_expand")(s)
+    s = keras.layers.Activation("sigmoid", name=f"{name}se_gate")(s)
+    return keras.layers.Multiply(name=f"{name}se_excite")([x, s])

@@ -15,20 +15,10 @@ arXiv:1905.11946) with its variants, as functional graphs:
 import dataclasses
 
 from keras_zoo.backend import keras
-from keras_zoo.blocks.common import CONV_INIT, conv, depthwise_conv
+from keras_zoo.blocks.common import CONV_INIT, conv, depthwise_conv, squeeze_excite
 from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
 from keras_zoo.layers.drop import StochasticDepth
 from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
-
-
-def squeeze_excite(x, reduced, norm_act, name):
-    """Squeeze-and-excite to `reduced` channels and back, gating `x` with a sigmoid."""
-    s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}se_squeeze")(x)
-    s = conv(reduced, 1, use_bias=True, name=f"{name}se_reduce")(s)
-    s = norm_act.act(s, f"{name}se_")
-    s = conv(x.shape[-1], 1, use_bias=True, name=f"{name}se_expand")(s)
-    s = keras.layers.Activation("sigmoid", name=f"{name}se_gate")(s)
-    return keras.layers.Multiply(name=f"{name}se_excite")([x, s])
 
 
 class _Convs:

@@ -8,6 +8,10 @@ options of later papers:
 * DropBlock (arXiv:1810.12890) on groups 3 and 4 (`dropblock_keep_prob` < 1, block size 7), after
   every conv-BN of a block and on its projection shortcut, as the reference ResNet code places it.
 * Stochastic depth (`drop_connect`): per-block rates ramped as in EfficientNet.
+* ResNet-RS (Bello et al. 2021, arXiv:2103.07579): ResNet-D, squeeze-excite (ratio 0.25 of the block
+  output) in every block, a stride-2 3x3 conv in place of the stem's max pool, dropout 0.25, and the
+  paper's depths (50 ... 420) and image sizes; the architecture matches tf_keras'
+  `keras.applications.resnet_rs` (ResNet-RS-50: 35,691,912 trainable parameters).
 
 Bottleneck v1: 1x1 -> 3x3 -> 1x1 (x4) with BN after each conv and ReLU after the sum. Convolutions
 have no bias (BatchNorm follows each one); strided convolutions pad symmetrically ((k - 1) // 2 before,
@@ -17,7 +21,7 @@ weights give the same outputs (keras.applications' conv biases fold into BN, see
 import dataclasses
 from typing import Optional
 
-from keras_zoo.blocks.common import NormAct
+from keras_zoo.blocks.common import NormAct, squeeze_excite
 from keras_zoo.backend import keras
 from keras_zoo.layers.dropblock import DropBlock2D
 from keras_zoo.layers.drop import StochasticDepth
@@ -27,7 +31,8 @@ from keras_zoo.registry import PaperFigures, register_model
 CITATION = "He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016. arXiv:1512.03385"
 D_CITATION = ("He, Zhang, Zhang, Zhang, Xie, Li. Bag of Tricks for Image Classification with Convolutional "
               "Neural Networks. CVPR 2019. arXiv:1812.01187")
-STAGE_REPEATS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
+STAGE_REPEATS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3),
+                 270: (4, 29, 53, 4), 350: (4, 36, 72, 4), 420: (4, 44, 87, 4)}
 STEMS = ("basic", "deep")
 # He-normal (fan_out), the reference ResNet initializer.
 CONV_INIT = {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "fan_out", "distribution": "untruncated_normal"}}
@@ -36,12 +41,15 @@ CONV_INIT = {"class_name": "VarianceScaling", "config": {"scale": 2.0, "mode": "
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
     depth: int = 50
+    repeats: Optional[tuple] = None  # blocks per stage; None: the depth's (tests build tiny ones)
     resolution: Optional[int] = 224
     num_classes: int = 1000
     include_top: bool = True
     stem: str = "basic"
     avg_down: bool = False
     stride_in_3x3: bool = False
+    stem_pool: str = "max"  # "conv": a stride-2 3x3 conv in place of the max pool (ResNet-RS)
+    se_ratio: float = 0.0  # squeeze-excite on each block's output, reduced to se_ratio x its channels
     width: float = 1.0  # multiplies every stage's filters (64, 128, 256, 512; x4 at block outputs)
     dropout: float = 0.0
     drop_connect: float = 0.0
@@ -62,6 +70,8 @@ class ResNetConfig:
             raise ValueError(f"depth must be one of {sorted(STAGE_REPEATS)}, got {self.depth}.")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
+        if self.stem_pool not in ("max", "conv"):
+            raise ValueError(f"stem_pool must be 'max' or 'conv', got {self.stem_pool!r}.")
 
 
 def conv(x, filters, kernel_size, strides, name):
@@ -91,6 +101,8 @@ def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name):
     y = dropblock(norm_act(conv(y, filters, 3, stride_3x3, f"{name}_2_conv"), f"{name}_2_"), f"{name}_2")
     y = dropblock(norm_act(conv(y, out_filters, 1, 1, f"{name}_3_conv"), f"{name}_3_", activation=False),
                   f"{name}_3")
+    if cfg.se_ratio:
+        y = squeeze_excite(y, max(1, int(out_filters * cfg.se_ratio)), norm_act, f"{name}_")
     if drop_rate:
         y = StochasticDepth(drop_rate, name=f"{name}_drop")(y)
     y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
@@ -106,10 +118,13 @@ def build_resnet(cfg: ResNetConfig):
         x = norm_act(conv(x, int(64 * cfg.width), 3, 1, "conv1_3_conv"), "conv1_3_")
     else:
         x = norm_act(conv(inputs, int(64 * cfg.width), 7, 2, "conv1_conv"), "conv1_")
-    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
-    x = keras.layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
+    if cfg.stem_pool == "conv":
+        x = norm_act(conv(x, x.shape[-1], 3, 2, "conv1_pool_conv"), "conv1_pool_")
+    else:
+        x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = keras.layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
 
-    repeats = STAGE_REPEATS[cfg.depth]
+    repeats = tuple(cfg.repeats or STAGE_REPEATS[cfg.depth])
     rates = iter(drop_connect_rates(sum(repeats), cfg.drop_connect))
     for stage, count in enumerate(repeats):
         filters = int(64 * cfg.width) * 2 ** stage
@@ -142,12 +157,13 @@ VARIANTS = {
                          "v1 graph at that depth, as the TPU reference builds it; no FLOPs are printed for it."),
 }
 
-# The contract test builds the deeper ones at depth 50 (same blocks, fewer repeats); their full
-# graphs are still built and counted against the reference.
+# The contract test builds one block a stage (same blocks, fewer repeats); the full graphs are still
+# built and counted against the reference.
+TINY = {"resolution": 32, "repeats": (1, 1, 1, 1)}
 for depth, (params, macs, note) in VARIANTS.items():
     register_model(f"resnet{depth}", build_resnet, ResNetConfig(depth=depth, name=f"resnet{depth}"),
                    family="resnet", citation=CITATION, input_norm="caffe",
-                   paper=PaperFigures(params=params, macs=macs, note=note), tiny={"resolution": 32, "depth": 50})
+                   paper=PaperFigures(params=params, macs=macs, note=note), tiny=TINY)
 
 register_model("resnet50_d", build_resnet,
                ResNetConfig(stem="deep", avg_down=True, stride_in_3x3=True, name="resnet50_d"),
@@ -155,4 +171,17 @@ register_model("resnet50_d", build_resnet,
                paper=PaperFigures(params="25.6M", macs="4.3B",
                                   note="Bag of Tricks prints ResNet-50-D as 25.6M parameters and 4.3 GFLOPs; the "
                                        "deep stem adds 19,232 parameters to ResNet-50's 25,557,032."),
-               tiny={"resolution": 32})
+               tiny=TINY)
+
+RS_CITATION = ("Bello, Fedus, Du, Cubuk, Srinivas, Lin, Shlens, Zoph. Revisiting ResNets: Improved Training "
+               "and Scaling Strategies. NeurIPS 2021. arXiv:2103.07579")
+# depth: (image size of the paper's Table 7, exact trainable params of the reference architecture
+# (tf_keras keras.applications.resnet_rs) at 1000 classes)
+RS_VARIANTS = {50: (160, 35_691_912), 101: (192, 63_618_696), 152: (224, 86_621_576), 200: (256, 93_209_992),
+               270: (256, 129_861_448), 350: (256, 163_956_168), 420: (320, 191_891_656)}
+RS_BASE = ResNetConfig(stem="deep", avg_down=True, stride_in_3x3=True, stem_pool="conv", se_ratio=0.25, dropout=0.25)
+for depth, (resolution, params) in RS_VARIANTS.items():
+    register_model(f"resnet_rs_{depth}", build_resnet,
+                   dataclasses.replace(RS_BASE, depth=depth, resolution=resolution, name=f"resnet_rs_{depth}"),
+                   family="resnet_rs", citation=RS_CITATION, input_norm="imagenet",
+                   paper=PaperFigures(params=params), tiny=TINY)
