@@ -62,3 +62,16 @@ def squeeze_excite(x, reduced, norm_act, name):
     s = conv(x.shape[-1], 1, use_bias=True, name=f"{name}se_expand")(s)
     s = keras.layers.Activation("sigmoid", name=f"{name}se_gate")(s)
     return keras.layers.Multiply(name=f"{name}se_excite")([x, s])
+
+
+def classifier_head(x, cfg, kernel_initializer="glorot_uniform"):
+    """Global average pool, dropout (`cfg.dropout`) and the float32 classifier named "predictions"
+    (logits unless `cfg.classifier_activation`); `x` as is when `cfg.include_top` is False."""
+    if not cfg.include_top:
+        return x
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if cfg.dropout:
+        x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
+    # The classifier computes in float32 under mixed precision so logits and losses stay exact.
+    return keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation,
+                              kernel_initializer=kernel_initializer, dtype="float32", name="predictions")(x)

@@ -10,7 +10,7 @@ from typing import Optional
 
 from keras_zoo.backend import keras
 from keras_zoo.blocks import block_string
-from keras_zoo.blocks.common import DENSE_INIT, NormAct, conv
+from keras_zoo.blocks.common import DENSE_INIT, NormAct, classifier_head, conv
 from keras_zoo.blocks.mbconv import mbconv_block, space_to_depth_kernels
 from keras_zoo.models.scaling import drop_connect_rates, round_filters, round_repeats
 
@@ -99,13 +99,7 @@ def build_mbconv_net(cfg: MBConvNetConfig):
 
     x = conv(cfg.head_width(), 1, name="top_conv")(x)
     x = norm_act(x, "top_")
-    if cfg.include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
-        # The classifier computes in float32 under mixed precision so logits and losses stay exact.
-        x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation,
-                               kernel_initializer=DENSE_INIT, dtype="float32", name="predictions")(x)
+    x = classifier_head(x, cfg, DENSE_INIT)
     return keras.Model(inputs, x, name=cfg.name)
 
 

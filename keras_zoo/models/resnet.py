@@ -21,7 +21,7 @@ weights give the same outputs (keras.applications' conv biases fold into BN, see
 import dataclasses
 from typing import Optional
 
-from keras_zoo.blocks.common import NormAct, squeeze_excite
+from keras_zoo.blocks.common import NormAct, classifier_head, squeeze_excite
 from keras_zoo.backend import keras
 from keras_zoo.layers.dropblock import DropBlock2D
 from keras_zoo.layers.drop import StochasticDepth
@@ -138,12 +138,7 @@ def build_resnet(cfg: ResNetConfig):
         for i in range(count):
             x = bottleneck(x, filters, 2 if i == 0 and stage > 0 else 1, cfg, norm_act, next(rates), dropblock,
                            f"conv{stage + 2}_block{i + 1}")
-    if cfg.include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation, dtype="float32",
-                               name="predictions")(x)
+    x = classifier_head(x, cfg)
     return keras.Model(inputs, x, name=cfg.name)
 
 

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Optional
 
 from keras_zoo.backend import keras
-from keras_zoo.blocks.common import CONV_INIT, NormAct
+from keras_zoo.blocks.common import CONV_INIT, NormAct, classifier_head
 from keras_zoo.layers.shuffle import ChannelShuffle, ChannelSlice
 from keras_zoo.registry import PaperFigures, register_model
 
@@ -83,12 +83,7 @@ def build_shufflenet_v2(cfg: ShuffleNetV2Config):
         for i in range(repeats):
             x = shuffle_unit(x, filters, 2 if i == 0 else 1, norm_act, f"stage{stage + 2}_unit{i + 1}_")
     x = _pw(x, last_filters, norm_act, "last_")
-    if cfg.include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        if cfg.dropout:
-            x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
-        x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation, dtype="float32",
-                               name="predictions")(x)
+    x = classifier_head(x, cfg)
     return keras.Model(inputs, x, name=cfg.name)
 
 
