@@ -55,3 +55,22 @@ def test_resnet_rs_blocks_carry_squeeze_excite_and_the_stem_has_no_max_pool():
     assert sum(name.endswith("_se_excite") for name in names) == 16  # every bottleneck
     assert model.get_layer("conv2_block1_se_reduce").filters == 64  # 0.25 x the block's 256 outputs
     assert model.get_layer("top_dropout").rate == 0.25
+
+
+def test_evonorm_switch_replaces_batch_norm_and_activation():
+    from keras_zoo.layers.evonorm import EvoNormB0, EvoNormS0
+    import keras
+    for norm, kind in (("evonorm_b0", EvoNormB0), ("evonorm_s0", EvoNormS0)):
+        for name in ("resnet50", "efficientnet_b0"):
+            model = keras_zoo.create_model(name, resolution=32, num_classes=3, norm=norm,
+                                           **({"repeats": (1, 1, 1, 1)} if name == "resnet50" else {"depth": 0.5}))
+            evonorms = [layer for layer in model.layers if isinstance(layer, kind)]
+            bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+            # every BN + activation pair is gone (the activations left are SE's and ResNet's after-add ReLU)
+            acts = [layer for layer in model.layers if layer.name.endswith("activation")
+                    and "se_" not in layer.name and "_out_" not in layer.name]
+            assert evonorms and not acts, (name, norm)
+            # Unactivated normalizations: BN under B0, GroupNorm under S0 (EvoNorm has no linear form).
+            assert bool(bns) == (norm == "evonorm_b0"), (name, norm)
+            x = np.random.RandomState(0).randn(2, 32, 32, 3).astype("float32")
+            assert np.isfinite(np.asarray(model(x, training=True))).all()

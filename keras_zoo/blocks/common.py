@@ -7,6 +7,7 @@ import dataclasses
 
 from keras_zoo.backend import keras
 from keras_zoo.layers.activations import activation_layer
+from keras_zoo.layers.evonorm import EvoNormB0, EvoNormS0, group_count
 
 # EfficientNet / MnasNet initializers: He-style fan-out normal for convs, uniform for the classifier.
 CONV_INIT = {"class_name": "VarianceScaling",
@@ -14,7 +15,7 @@ CONV_INIT = {"class_name": "VarianceScaling",
 DENSE_INIT = {"class_name": "VarianceScaling",
               "config": {"scale": 1.0 / 3.0, "mode": "fan_out", "distribution": "uniform"}}
 
-NORMS = ("batch_norm",)
+NORMS = ("batch_norm", "evonorm_b0", "evonorm_s0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,10 +32,23 @@ class NormAct:
             raise ValueError(f"Unknown norm {self.norm!r}; choose one of {NORMS}.")
 
     def __call__(self, x, name, activation=True):
-        """Normalizes `x` and, unless `activation` is False, applies the activation."""
-        x = keras.layers.BatchNormalization(
-            momentum=self.momentum, epsilon=self.epsilon, synchronized=self.synchronized, name=f"{name}bn")(x)
-        return self.act(x, name) if activation else x
+        """Normalizes `x` and, unless `activation` is False, applies the activation.
+
+        `norm="evonorm_b0"` / `"evonorm_s0"` replace each BN + activation pair with one EvoNorm layer
+        (arXiv:2004.02967; its sigmoid/max nonlinearity stands in for the block's activation).
+        NOTE: EvoNorm defines no form without an activation; a normalization the block leaves
+        unactivated (projections, shortcuts) stays batch norm under B0 and becomes group norm (32
+        groups, batch-independent like S0) under S0.
+        """
+        if self.norm == "batch_norm" or (self.norm == "evonorm_b0" and not activation):
+            x = keras.layers.BatchNormalization(
+                momentum=self.momentum, epsilon=self.epsilon, synchronized=self.synchronized, name=f"{name}bn")(x)
+            return self.act(x, name) if activation else x
+        if self.norm == "evonorm_b0":
+            return EvoNormB0(momentum=self.momentum, epsilon=self.epsilon, name=f"{name}evonorm")(x)
+        if not activation:
+            return keras.layers.GroupNormalization(group_count(x.shape[-1]), epsilon=self.epsilon, name=f"{name}gn")(x)
+        return EvoNormS0(groups=32, epsilon=self.epsilon, name=f"{name}evonorm")(x)
 
     def act(self, x, name):
         """The activation alone, named `{name}activation`."""

@@ -12,6 +12,14 @@ Both take NHWC maps; statistics are computed in float32 whatever the compute dty
 from keras_zoo.backend import keras, register_serializable, tf
 
 
+def group_count(channels, groups=32):
+    """`groups`, or the largest divisor of `channels` below it when they do not divide evenly."""
+    groups = min(groups, channels)
+    while channels % groups:
+        groups -= 1
+    return groups
+
+
 class _EvoNorm(keras.layers.Layer):
     def __init__(self, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
@@ -64,11 +72,7 @@ class EvoNormS0(_EvoNorm):
         self.groups = int(groups)
 
     def build(self, input_shape):
-        channels = input_shape[-1]
-        groups = min(self.groups, channels)
-        while channels % groups:
-            groups -= 1
-        self._groups = groups
+        self._groups = group_count(input_shape[-1], self.groups)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
