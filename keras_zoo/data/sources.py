@@ -90,7 +90,7 @@ def _tfds(name, data_dir, train_split, eval_split):
     return Source(name, names, train, evaluation, count(train_split, train), count(eval_split, evaluation))
 
 
-def _is_image(path):
+def is_image(path):
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -116,7 +116,7 @@ def _list_files(root, classes, skipped):
             path = os.path.join(directory, entry)
             if not os.path.isfile(path):
                 continue
-            if _is_image(path):
+            if is_image(path):
                 files.append(path)
                 labels.append(label)
             else:

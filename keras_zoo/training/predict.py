@@ -29,7 +29,7 @@ def predict_files(run_dir, paths, top=5):
         if not os.path.isfile(path):
             skipped.append((path, "no such file"))
             continue
-        if not sources._is_image(path):
+        if not sources.is_image(path):
             skipped.append((path, "not a JPEG, PNG, GIF or BMP image"))
             continue
         try:

@@ -197,12 +197,9 @@ class Trainer:
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     def _eval_batches(self):
-        holder = {}
-
         def dataset_fn(context):
-            ds, holder["steps"] = pipeline.eval_dataset(self.source, self.cfg.crop, self.resolution,
-                                                        self.input_norm, self.eval_batch, context)
-            return ds
+            return pipeline.eval_dataset(self.source, self.cfg.crop, self.resolution, self.input_norm,
+                                         self.eval_batch, context)[0]
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     # ---------------------------------------------------------------- running
