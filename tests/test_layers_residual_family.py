@@ -47,14 +47,19 @@ def _evonorm_b0_reference(x, v, gamma, beta, eps, batch_var=None):
     return x / np.maximum(np.sqrt(batch_var + eps), v * x + np.sqrt(instance_var + eps)) * gamma + beta
 
 
+def _random_params(layer, x, rng):
+    """Builds `layer` for `x` and gives v, gamma and beta random values; returns them."""
+    layer.build(x.shape)
+    v, gamma, beta = rng.randn(3, x.shape[-1]).astype("float32")
+    for variable, value in ((layer.v, v), (layer.gamma, gamma), (layer.beta, beta)):
+        variable.assign(value)
+    return v, gamma, beta
+
+
 def test_evonorm_b0_matches_its_formula_in_training_and_inference(rng):
     x = rng.randn(4, 5, 6, 8).astype("float32") * 3 + 1
     layer = EvoNormB0(momentum=0.9)
-    layer.build(x.shape)
-    v, gamma, beta = rng.randn(3, 8).astype("float32")
-    layer.v.assign(v)
-    layer.gamma.assign(gamma)
-    layer.beta.assign(beta)
+    v, gamma, beta = _random_params(layer, x, rng)
     np.testing.assert_allclose(layer(x, training=True).numpy(), _evonorm_b0_reference(x, v, gamma, beta, 1e-5),
                                rtol=1e-4, atol=1e-5)
     moving = 0.9 * 1.0 + 0.1 * x.var(axis=(0, 1, 2))
@@ -66,11 +71,7 @@ def test_evonorm_b0_matches_its_formula_in_training_and_inference(rng):
 def test_evonorm_s0_matches_its_formula(rng):
     x = rng.randn(2, 4, 3, 12).astype("float32") * 2
     layer = EvoNormS0(groups=4)
-    layer.build(x.shape)
-    v, gamma, beta = rng.randn(3, 12).astype("float32")
-    layer.v.assign(v)
-    layer.gamma.assign(gamma)
-    layer.beta.assign(beta)
+    v, gamma, beta = _random_params(layer, x, rng)
     grouped = x.reshape(2, 4, 3, 4, 3)
     std = np.sqrt(grouped.var(axis=(1, 2, 4), keepdims=True) + 1e-5)
     std = np.broadcast_to(std, grouped.shape).reshape(x.shape)

@@ -13,6 +13,7 @@
 
 "Kernels" are the variables of rank >= 2: BatchNorm/EvoNorm parameters and biases are vectors.
 """
+import contextlib
 import math
 
 from keras_zoo.backend import IS_TF_KERAS, keras, register_serializable, tf
@@ -186,18 +187,14 @@ class WeightEMA(tf.Module):
         for shadow, var in zip(self.shadows, self._targets):
             shadow.assign(decay * shadow + (1.0 - decay) * tf.cast(var, shadow.dtype))
 
+    @contextlib.contextmanager
     def swapped_in(self):
         """Context manager: the model holds the averaged weights inside the `with` block."""
-        ema = self
-
-        class _Swap:
-            def __enter__(self):
-                self.saved = [tf.identity(tf.convert_to_tensor(v)) for v in ema._targets]
-                for var, shadow in zip(ema._targets, ema.shadows):
-                    var.assign(tf.convert_to_tensor(shadow))
-
-            def __exit__(self, *exc):
-                for var, saved in zip(ema._targets, self.saved):
-                    var.assign(saved)
-
-        return _Swap()
+        saved = [tf.identity(tf.convert_to_tensor(v)) for v in self._targets]
+        for var, shadow in zip(self._targets, self.shadows):
+            var.assign(tf.convert_to_tensor(shadow))
+        try:
+            yield
+        finally:
+            for var, value in zip(self._targets, saved):
+                var.assign(value)

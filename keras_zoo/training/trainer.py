@@ -15,6 +15,7 @@ resumes; a finished run just reports.
 Outputs in `output_dir`: checkpoints/, tensorboard/, history.jsonl (one line per epoch),
 curves.png, report.json (top-1/top-5 and the run's facts) and MODEL.keras (EMA weights if used).
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -210,19 +211,17 @@ class Trainer:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
         return int(self.step.numpy())
 
+    def _averaged_weights(self):
+        """Context in which the model holds the EMA weights (a no-op without EMA)."""
+        return self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext()
+
     def evaluate(self, use_ema=True):
         """{'loss', 'top1', 'top5', 'examples'} on the evaluation split (EMA weights when there are)."""
-        def run():
-            sums = tf.zeros([4])
+        sums = tf.zeros([4])
+        with self._averaged_weights() if use_ema else contextlib.nullcontext():
             for images, labels, weights in self._eval_batches():
                 sums += self._eval_fn(images, labels, weights)
-            return sums.numpy()
-
-        if self.ema is not None and use_ema:
-            with self.ema.swapped_in():
-                sums = run()
-        else:
-            sums = run()
+        sums = sums.numpy()
         count = max(float(sums[3]), 1.0)
         return {"loss": float(sums[0] / count), "top1": float(sums[1] / count), "top5": float(sums[2] / count),
                 "examples": int(sums[3])}
@@ -247,7 +246,7 @@ class Trainer:
         eval_every = max(1, round(cfg.eval_every_epochs * self.steps_per_epoch))
         iterator = self._train_iterator(start)
         step, began = start, time.time()
-        window = {"loss": 0.0, "correct": 0.0, "examples": 0, "since": time.time()}
+        window = _Window()
         progress = _Progress(self.steps_per_epoch, self.verbose if self.is_chief else 0)
         while step < self.total_steps:
             boundaries = [self.total_steps, (step // checkpoint_every + 1) * checkpoint_every,
@@ -255,15 +254,13 @@ class Trainer:
             n = min([step + cfg.steps_per_execution] + boundaries) - step
             loss_sum, correct = self._train_fn(iterator, tf.constant(n, tf.int32))
             step += n
-            window["loss"] += float(loss_sum)
-            window["correct"] += float(correct)
-            window["examples"] += n * cfg.batch_size
+            window.add(float(loss_sum), float(correct), n * cfg.batch_size)
             progress.update(step, window)
             if step % checkpoint_every == 0 or step == self.total_steps:
                 self._save()
             if step % eval_every == 0 or step == self.total_steps:
                 record = self._epoch_record(step, window)
-                window = {"loss": 0.0, "correct": 0.0, "examples": 0, "since": time.time()}
+                window = _Window()
                 progress.end(record)
                 history.append(record)
                 _write_scalars(writer, record)
@@ -279,9 +276,8 @@ class Trainer:
     def _epoch_record(self, step, window):
         record = {"step": step, "epoch": round(step / self.steps_per_epoch, 3),
                   "learning_rate": float(self.schedule(step)),
-                  "train_loss": window["loss"] / max(window["examples"], 1),
-                  "train_top1": window["correct"] / max(window["examples"], 1),
-                  "seconds": round(time.time() - window["since"], 2)}
+                  "train_loss": window.loss, "train_top1": window.top1,
+                  "seconds": round(time.time() - window.since, 2)}
         if self.source.num_eval:
             metrics = self.evaluate()
             record.update({"eval_loss": metrics["loss"], "eval_top1": metrics["top1"], "eval_top5": metrics["top5"]})
@@ -304,14 +300,31 @@ class Trainer:
     def _write_outputs(self, report, records):
         out = self.cfg.output_dir
         tmp = report["saved_model"] + ".tmp.keras"
-        if self.ema is not None:
-            with self.ema.swapped_in():
-                self.model.save(tmp)
-        else:
+        with self._averaged_weights():
             self.model.save(tmp)
         os.replace(tmp, report["saved_model"])  # atomic: a kill never leaves half a model
         _atomic_json(os.path.join(out, "report.json"), report)
         plot_curves(records, os.path.join(out, "curves.png"))
+
+
+class _Window:
+    """Training loss and top-1 accumulated since the last evaluation."""
+
+    def __init__(self):
+        self.loss_sum, self.correct, self.examples, self.since = 0.0, 0.0, 0, time.time()
+
+    def add(self, loss_sum, correct, examples):
+        self.loss_sum += loss_sum
+        self.correct += correct
+        self.examples += examples
+
+    @property
+    def loss(self):
+        return self.loss_sum / max(self.examples, 1)
+
+    @property
+    def top1(self):
+        return self.correct / max(self.examples, 1)
 
 
 class _History:
@@ -344,8 +357,7 @@ class _Progress:
         if self.bar is None:
             self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss", "top1"])
         within = (step - 1) % self.steps + 1
-        self.bar.update(within, [("loss", window["loss"] / max(window["examples"], 1)),
-                                 ("top1", window["correct"] / max(window["examples"], 1))])
+        self.bar.update(within, [("loss", window.loss), ("top1", window.top1)])
 
     def end(self, record):
         self.bar = None
