@@ -1,5 +1,8 @@
 """EfficientNet-X structure (arXiv:2102.05610, tensorflow/tpu efficientnet_x_builder): the
-space-to-depth first stage, fused stages that keep its resolution, and the SE coefficient."""
+space-to-depth first stage, fused stages that keep its resolution, the SE coefficient, and the
+two latency-aware scaled series (TPU and GPU) built from one B0."""
+import dataclasses
+
 import pytest
 
 import keras_zoo
@@ -8,7 +11,7 @@ pytestmark = pytest.mark.both_keras
 
 
 def test_space_to_depth_stage_and_fused_stages():
-    model = keras_zoo.create_model("efficientnet_x_b0")
+    model = keras_zoo.create_model("efficientnet_x_tpu_b0")
     s2d = model.get_layer("block1a_s2d_conv")
     assert (s2d.kernel_size, s2d.strides, s2d.filters) == ((2, 2), (2, 2), 128)  # 4 x 32 stem channels
     assert model.get_layer("block1a_dwconv").kernel_size == (2, 2)  # (3 + 1) // 2
@@ -22,7 +25,25 @@ def test_space_to_depth_stage_and_fused_stages():
 
 
 def test_depth_scaling_repeats_the_space_to_depth_stage_at_its_width():
-    model = keras_zoo.create_model("efficientnet_x_b1", resolution=64)
+    model = keras_zoo.create_model("efficientnet_x_tpu_b1", resolution=64)
     assert model.get_layer("block1b_dwconv").kernel_size == (2, 2)
     assert tuple(model.get_layer("block1b_add").output.shape[1:]) == (16, 16, 64)
     assert "block1b_s2d_conv" not in [layer.name for layer in model.layers]
+
+
+def _stage_blocks(model, stage):
+    return sorted({layer.name.split("_")[0] for layer in model.layers
+                   if layer.name.startswith(f"block{stage}") and layer.name.endswith("project_conv")})
+
+
+def test_tpu_and_gpu_series_share_b0_and_scale_apart():
+    """B0 is one network; B7 is scaled for each platform by LACS: the GPU series is deeper and
+    narrower than the TPU one at the same resolution (depth 5.46 vs 3.44, width 2.58 vs 3.26)."""
+    spec_tpu, spec_gpu = (keras_zoo.registry.get_spec(f"efficientnet_x_{p}_b0") for p in ("tpu", "gpu"))
+    assert dataclasses.replace(spec_tpu.config, name="") == dataclasses.replace(spec_gpu.config, name="")
+    tpu = keras_zoo.create_model("efficientnet_x_tpu_b7", resolution=32, include_top=False)
+    gpu = keras_zoo.create_model("efficientnet_x_gpu_b7", resolution=32, include_top=False)
+    # stage 4 (3 blocks in B0): ceil(3 x 3.44) = 11 and ceil(3 x 5.46) = 17 blocks
+    assert (len(_stage_blocks(tpu, 4)), len(_stage_blocks(gpu, 4))) == (11, 17)
+    # stage 7 (320 channels in B0): round_filters(320 x 3.26) = 1040, round_filters(320 x 2.58) = 824
+    assert (tpu.get_layer("block7a_project_conv").filters, gpu.get_layer("block7a_project_conv").filters) == (1040, 824)

@@ -128,8 +128,10 @@ for variant, ((width, depth, resolution), params, macs, top1) in TINYNET_FAMILY.
                     citation=TINYNET_CITATION,
                     paper=PaperFigures(params, macs, top1))
 
-# --- EfficientNet-X (TPU variant): a space-to-depth first block, fused MBConv in stages 2-3, ReLU
-# except the swish of the fused stages, and a larger SE for the small models (se_coefficient).
+# --- EfficientNet-X: a space-to-depth first block, fused MBConv in stages 2-3, ReLU except the
+# swish of the fused stages, and a larger SE for the small models (se_coefficient). B0 was searched
+# once; latency-aware compound scaling (LACS) then scaled it separately for TPUv3 and for V100 GPUs,
+# which gives two B1-B7 series with the same blocks and different (width, depth, resolution).
 X_CITATION = ("Li, Tan, Pang, Chen, Le. Searching for Fast Model Families on Datacenter Accelerators. "
               "CVPR 2021. arXiv:2102.05610")
 X_BLOCKS = (
@@ -142,15 +144,21 @@ X_BLOCKS = (
     "ir_r1_k3_s1_e6_c320_se0.25_nrelu",
 )
 X_BASE = MBConvNetConfig(blocks=X_BLOCKS, activation="relu", dropout=0.2, drop_connect=0.2)
-X_NOTE = ("Architecture of tensorflow/tpu's efficientnet_x_builder (TPU variant), which scales B1-B7 with "
-          "EfficientNet's coefficients; the paper's B1-B7 use latency-aware compound scaling, and its "
-          "parameter table was not available to check here, so no paper figure is recorded.")
-X_FAMILY = {  # (width, depth, resolution, dropout, se_scale)
-    "b0": (1.0, 1.0, 224, 0.2, 4), "b1": (1.0, 1.1, 240, 0.2, 2), "b2": (1.1, 1.2, 260, 0.3, 1),
-    "b3": (1.2, 1.4, 300, 0.3, 1), "b4": (1.4, 1.8, 380, 0.4, 1), "b5": (1.6, 2.2, 456, 0.4, 1),
-    "b6": (1.8, 2.6, 528, 0.5, 1), "b7": (2.0, 3.1, 600, 0.5, 1),
+X_NOTE = ("LACS coefficients of tensorflow/tpu's efficientnet_x_builder ({platform} series). The paper's "
+          "parameter table could not be read here to check against, so no paper figure is recorded; "
+          "`keras-zoo info` gives the counts of the built graph.")
+# (width, depth, resolution, dropout, se_coefficient) per platform; B0 is shared.
+X_FAMILY = {
+    "tpu": {"b0": (1.0, 1.0, 224, 0.2, 4), "b1": (1.05, 1.09, 229, 0.2, 2), "b2": (1.13, 1.29, 244, 0.3, 1),
+            "b3": (1.27, 1.62, 263, 0.3, 1), "b4": (1.54, 2.38, 299, 0.4, 1), "b5": (1.96, 2.76, 332, 0.4, 1),
+            "b6": (2.75, 3.01, 328, 0.5, 1), "b7": (3.26, 3.44, 350, 0.5, 1)},
+    "gpu": {"b0": (1.0, 1.0, 224, 0.2, 4), "b1": (1.05, 1.09, 229, 0.2, 2), "b2": (1.13, 1.24, 237, 0.3, 1),
+            "b3": (1.31, 1.63, 255, 0.3, 1), "b4": (1.63, 2.4, 282, 0.4, 1), "b5": (1.94, 3.29, 306, 0.4, 1),
+            "b6": (2.25, 4.28, 328, 0.5, 1), "b7": (2.58, 5.46, 350, 0.5, 1)},
 }
-for variant, (width, depth, resolution, dropout, se_scale) in X_FAMILY.items():
-    register_mbconv(f"efficientnet_x_{variant}", X_BASE, width=width, depth=depth, resolution=resolution,
-                    dropout=dropout, se_scale=se_scale, family="efficientnet_x", citation=X_CITATION,
-                    paper=PaperFigures(note=X_NOTE), tiny={"resolution": 64})
+for platform, series in X_FAMILY.items():
+    for variant, (width, depth, resolution, dropout, se_scale) in series.items():
+        register_mbconv(f"efficientnet_x_{platform}_{variant}", X_BASE, width=width, depth=depth,
+                        resolution=resolution, dropout=dropout, se_scale=se_scale, family="efficientnet_x",
+                        citation=X_CITATION, paper=PaperFigures(note=X_NOTE.format(platform=platform.upper())),
+                        tiny={"resolution": 64})
