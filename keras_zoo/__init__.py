@@ -8,4 +8,6 @@ from keras_zoo.registry import (  # noqa: F401
     PaperFigures, UnknownModelError, create_model, list_models, model_config, model_info,
     register_model)
 
+from keras_zoo.models.features import create_backbone, feature_model  # noqa: F401,E402
+
 __version__ = "0.1.0"

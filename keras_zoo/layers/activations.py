@@ -39,3 +39,13 @@ def activation_layer(name, layer_name=None):
     if name == "hard_swish":
         return HardSwish(name=layer_name)
     return keras.layers.Activation(name, name=layer_name)
+
+
+def activation_fn(name):
+    """The activation `name` as a plain function of a tensor (for layers that fuse it with more)."""
+    name = canonical(name)
+    if name in _RELUS:
+        return tf.nn.relu if _RELUS[name] is None else tf.nn.relu6
+    if name == "hard_swish":
+        return lambda x: x * tf.nn.relu6(x + 3.0) / 6.0
+    return keras.activations.get(name)

@@ -53,6 +53,10 @@ class ScaledStdConv2D(keras.layers.Layer):
         return (input_shape[0], size(input_shape[1], self.kernel_size[0]), size(input_shape[2], self.kernel_size[1]),
                 self.filters)
 
+    def compute_macs(self, input_shape, output_shape):
+        """As a plain convolution (standardizing the kernel does not scale with the input)."""
+        return output_shape[1] * output_shape[2] * self.filters * self.kernel_size[0] * self.kernel_size[1] * input_shape[-1]
+
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "strides": self.strides, "padding": self.padding, "use_bias": self.use_bias,

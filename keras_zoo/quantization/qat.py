@@ -11,6 +11,8 @@ from keras_zoo.layers.activations import HardSwish
 from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
 from keras_zoo.layers.drop import StochasticDepth
 from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
+from keras_zoo.layers.nf import ScaledActivation, ScaledResidual
+from keras_zoo.layers.std_conv import ScaledStdConv2D
 
 
 def _tfmot():
@@ -78,6 +80,12 @@ QUANTIZE_CONFIGS = {
     MixedDepthwiseConv2D: "kernel",
     CondConv2D: "kernel",
     CondDepthwiseConv2D: "kernel",
+    ScaledActivation: "output",
+    ScaledResidual: "output",
+    # NOTE: the standardized kernel is an affine function of the stored one per output channel, so
+    # fake-quantizing the stored kernel would not put the kernel actually used on an 8-bit grid:
+    # NF convolutions get output ranges only (their weights stay float in QAT).
+    ScaledStdConv2D: "output",
 }
 
 
