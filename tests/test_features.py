@@ -15,6 +15,8 @@ CASES = [
       "4": ("conv4_block1_out_activation", 1024), "5": ("conv5_block1_out_activation", 2048)}),
     ("efficientnet_b0", {}, {"3": ("block3b_add", 40), "4": ("block5c_add", 112), "5": ("block7a_project_bn", 320)}),
     ("nf_resnet26", {"repeats": (1, 1, 1, 1)}, {"3": ("conv3_block1_out", 512), "5": ("conv5_block1_out", 2048)}),
+    ("tresnet_m", {"repeats": (1, 1, 1, 1)}, {"2": ("layer1_block1_out", 64), "3": ("layer2_block1_out", 128),
+                                              "5": ("layer4_block1_out", 2048)}),
     ("shufflenet_v2_05", {}, {"2": ("stem_pool", 24), "3": ("stage2_unit4_shuffle", 48),
                               "5": ("stage4_unit4_shuffle", 192)}),
 ]

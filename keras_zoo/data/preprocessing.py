@@ -7,14 +7,15 @@ what the registry's `input_norm` of a model names:
 * "inception": x / 127.5 - 1, i.e. [-1, 1] (MobileNetV2);
 * "centered_127": (x - 127) / 128 (EfficientNet-Lite, -EdgeTPU and -CondConv references);
 * "caffe": RGB -> BGR, minus the ImageNet BGR means, unscaled (the original ResNet weights, as
-  keras.applications.ResNet50/101/152 ship them).
+  keras.applications.ResNet50/101/152 ship them);
+* "unit": x / 255, i.e. [0, 1] (TResNet's reference weights).
 """
 from keras_zoo.backend import tf
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-MODES = ("imagenet", "inception", "centered_127", "caffe")
+MODES = ("imagenet", "inception", "centered_127", "caffe", "unit")
 
 
 def normalize(images, mode):
@@ -26,6 +27,8 @@ def normalize(images, mode):
         return images / 127.5 - 1.0
     if mode == "centered_127":
         return (images - 127.0) / 128.0
+    if mode == "unit":  # [0, 1] (TResNet)
+        return images / 255.0
     if mode == "caffe":
         return images[..., ::-1] - CAFFE_BGR_MEAN
     raise ValueError(f"Unknown input normalization {mode!r}; choose one of {MODES}.")
