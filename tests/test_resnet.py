@@ -1,5 +1,6 @@
-"""ResNet options: where DropBlock, ResNet-D and stochastic depth land in the graph."""
+"""ResNet options: where DropBlock, ResNet-D, stochastic depth and lambda layers land in the graph."""
 import numpy as np
+import pytest
 
 import keras_zoo
 from keras_zoo.data.preprocessing import normalize
@@ -74,3 +75,19 @@ def test_evonorm_switch_replaces_batch_norm_and_activation():
             assert bool(bns) == (norm == "evonorm_b0"), (name, norm)
             x = np.random.RandomState(0).randn(2, 32, 32, 3).astype("float32")
             assert np.isfinite(np.asarray(model(x, training=True))).all()
+
+
+def test_lambda_stages_replace_the_3x3_convs_where_listed():
+    """LambdaNetworks (arXiv:2102.08602): lambda layers in the listed stages only; a strided 3x3 slot
+    (ResNet-D / RS put the stride there) becomes lambda layer + 3x3 stride-2 average pool."""
+    from keras_zoo.layers.lambda_layer import LambdaLayer
+    model = keras_zoo.create_model("resnet_rs_50", resolution=64, repeats=(1, 1, 2, 1), lambda_stages=(2, 3))
+    lambdas = [layer.name for layer in model.layers if isinstance(layer, LambdaLayer)]
+    assert lambdas == ["conv4_block1_2_lambda", "conv4_block2_2_lambda", "conv5_block1_2_lambda"]
+    assert model.get_layer("conv3_block1_2_conv").strides == (2, 2)  # stages 0-1 keep their convs
+    assert model.get_layer("conv4_block1_2_lambda_pool").strides == (2, 2)
+    assert "conv4_block2_2_lambda_pool" not in [layer.name for layer in model.layers]
+    assert tuple(model.get_layer("conv5_block1_2_lambda_pool").output.shape[1:]) == (2, 2, 512)
+    assert np.all(np.isfinite(model(np.zeros((1, 64, 64, 3), "float32"), training=False)))
+    with pytest.raises(ValueError, match="lambda_stages"):
+        keras_zoo.create_model("resnet50", lambda_stages=(4,))

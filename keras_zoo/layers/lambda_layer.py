@@ -70,8 +70,11 @@ class LambdaLayer(keras.layers.Layer):
         y_content = tf.einsum("bnhk,bkv->bnhv", q, content)
         if self.scope:
             # lambda_p[n, k, v] = sum over the r x r neighbourhood of E[offset, k] * V[n + offset, v].
-            lam = tf.nn.conv3d(v_map[..., None], tf.cast(self.embedding, v_map.dtype), [1] * 5, "SAME")
-            lam = tf.reshape(lam, [batch, n, self.value_dim, self.key_dim])
+            # NOTE: computed in float32: in bfloat16, TF 2.21's CPU Conv3D filter gradient is wrong
+            # (~1e33 where float32 gives ~1e3, then inf; caught by the mixed-precision contract test).
+            lam = tf.nn.conv3d(tf.cast(v_map, tf.float32)[..., None], tf.cast(self.embedding, tf.float32), [1] * 5,
+                               "SAME")
+            lam = tf.reshape(tf.cast(lam, v_map.dtype), [batch, n, self.value_dim, self.key_dim])
             y_position = tf.einsum("bnhk,bnvk->bnhv", q, lam)
         else:
             embeddings = tf.cast(self.position_embeddings(height, width), v.dtype)
@@ -81,6 +84,15 @@ class LambdaLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.filters)
+
+    def compute_macs(self, input_shape, output_shape):
+        """Multiply-adds per example: the q/k/v projections, the content lambda (K^T V), the
+        position lambdas (an r x r x 1 conv per key channel, or n x m embeddings globally) and
+        applying both lambdas to every query head."""
+        n = input_shape[1] * input_shape[2]
+        k, v, h = self.key_dim, self.value_dim, self.heads
+        context = self.scope * self.scope if self.scope else n
+        return n * input_shape[-1] * (h * k + k + v) + n * k * v + n * context * k * v + 2 * n * h * k * v
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "key_dim": self.key_dim, "heads": self.heads,

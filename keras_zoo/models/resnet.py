@@ -8,6 +8,10 @@ options of later papers:
 * DropBlock (arXiv:1810.12890) on groups 3 and 4 (`dropblock_keep_prob` < 1, block size 7), after
   every conv-BN of a block and on its projection shortcut, as the reference ResNet code places it.
 * Stochastic depth (`drop_connect`): per-block rates ramped as in EfficientNet.
+* Lambda layers (Bello 2021, arXiv:2102.08602): `lambda_stages` lists the stages (0-3 for c2-c5)
+  whose 3x3 convolutions become `LambdaLayer`s (key depth 16, 4 heads, local 23x23 position
+  lambdas by default), followed by a 3x3 stride-2 average pool where the 3x3 slot is strided;
+  `lambda_resnet50` replaces all of them (the paper's Table 3 model, 15.0M parameters).
 * ResNet-RS (Bello et al. 2021, arXiv:2103.07579): ResNet-D, squeeze-excite (ratio 0.25 of the block
   output) in every block, a stride-2 3x3 conv in place of the stem's max pool, dropout 0.25, and the
   paper's depths (50 ... 420) and image sizes; the architecture matches tf_keras'
@@ -24,6 +28,7 @@ from typing import Optional
 from keras_zoo.blocks.common import NormAct, classifier_head, squeeze_excite
 from keras_zoo.backend import keras
 from keras_zoo.layers.dropblock import DropBlock2D
+from keras_zoo.layers.lambda_layer import LambdaLayer
 from keras_zoo.layers.drop import StochasticDepth
 from keras_zoo.models.scaling import drop_connect_rates
 from keras_zoo.registry import PaperFigures, register_model
@@ -56,6 +61,10 @@ class ResNetConfig:
     dropblock_keep_prob: float = 1.0  # < 1 turns DropBlock on in groups 3 and 4
     dropblock_size: int = 7
     dropblock_schedule_steps: int = 0
+    lambda_stages: tuple = ()  # stages (0-3) whose 3x3 convs are lambda layers
+    lambda_key_dim: int = 16
+    lambda_heads: int = 4
+    lambda_scope: Optional[int] = 23  # local r x r position lambdas; None: global relative embeddings
     activation: str = "relu"
     norm: str = "batch_norm"
     bn_momentum: float = 0.9  # the reference ResNet's BATCH_NORM_DECAY
@@ -72,6 +81,8 @@ class ResNetConfig:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
         if self.stem_pool not in ("max", "conv"):
             raise ValueError(f"stem_pool must be 'max' or 'conv', got {self.stem_pool!r}.")
+        if not set(self.lambda_stages) <= {0, 1, 2, 3}:
+            raise ValueError(f"lambda_stages lists stages 0-3 (c2-c5), got {self.lambda_stages}.")
 
 
 def conv(x, filters, kernel_size, strides, name):
@@ -85,7 +96,18 @@ def conv(x, filters, kernel_size, strides, name):
                                kernel_initializer=CONV_INIT, name=name)(x)
 
 
-def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name):
+def spatial_mixing(x, filters, strides, cfg, use_lambda, name):
+    """The bottleneck's 3x3 slot `{name}_conv`: a conv, or the lambda layer `{name}_lambda` (then a
+    3x3 average pool if strided)."""
+    if not use_lambda:
+        return conv(x, filters, 3, strides, f"{name}_conv")
+    x = LambdaLayer(filters, cfg.lambda_key_dim, cfg.lambda_heads, cfg.lambda_scope, name=f"{name}_lambda")(x)
+    if strides > 1:
+        x = keras.layers.AveragePooling2D(3, strides, padding="same", name=f"{name}_lambda_pool")(x)
+    return x
+
+
+def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name, use_lambda=False):
     """One bottleneck block; the projection shortcut is built first (keras.applications' order)."""
     out_filters = 4 * filters
     shortcut = x
@@ -98,7 +120,8 @@ def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name):
         shortcut = dropblock(norm_act(shortcut, f"{name}_0_", activation=False), f"{name}_0")
     stride_1x1, stride_3x3 = (1, strides) if cfg.stride_in_3x3 else (strides, 1)
     y = dropblock(norm_act(conv(x, filters, 1, stride_1x1, f"{name}_1_conv"), f"{name}_1_"), f"{name}_1")
-    y = dropblock(norm_act(conv(y, filters, 3, stride_3x3, f"{name}_2_conv"), f"{name}_2_"), f"{name}_2")
+    y = dropblock(norm_act(spatial_mixing(y, filters, stride_3x3, cfg, use_lambda, f"{name}_2"), f"{name}_2_"),
+                  f"{name}_2")
     y = dropblock(norm_act(conv(y, out_filters, 1, 1, f"{name}_3_conv"), f"{name}_3_", activation=False),
                   f"{name}_3")
     if cfg.se_ratio:
@@ -137,7 +160,7 @@ def build_resnet(cfg: ResNetConfig):
 
         for i in range(count):
             x = bottleneck(x, filters, 2 if i == 0 and stage > 0 else 1, cfg, norm_act, next(rates), dropblock,
-                           f"conv{stage + 2}_block{i + 1}")
+                           f"conv{stage + 2}_block{i + 1}", use_lambda=stage in cfg.lambda_stages)
     x = classifier_head(x, cfg)
     return keras.Model(inputs, x, name=cfg.name)
 
@@ -180,3 +203,12 @@ for depth, (resolution, params) in RS_VARIANTS.items():
                    dataclasses.replace(RS_BASE, depth=depth, resolution=resolution, name=f"resnet_rs_{depth}"),
                    family="resnet_rs", citation=RS_CITATION, input_norm="imagenet",
                    paper=PaperFigures(params=params), tiny=TINY)
+
+LAMBDA_CITATION = ("Bello. LambdaNetworks: Modeling Long-Range Interactions Without Attention. ICLR 2021. "
+                   "arXiv:2102.08602")
+register_model("lambda_resnet50", build_resnet, ResNetConfig(lambda_stages=(0, 1, 2, 3), name="lambda_resnet50"),
+               family="lambda_resnet", citation=LAMBDA_CITATION, input_norm="imagenet",
+               paper=PaperFigures(params="15.0M", top1=78.4,
+                                  note="Table 3: every 3x3 conv of ResNet-50 replaced by a lambda layer (|k|=16, "
+                                       "|h|=4, |u|=1, local r=23)."),
+               tiny=TINY)

@@ -10,6 +10,7 @@ from keras_zoo.backend import IS_TF_KERAS, keras
 from keras_zoo.layers.activations import HardSwish
 from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
 from keras_zoo.layers.drop import StochasticDepth
+from keras_zoo.layers.lambda_layer import LambdaLayer
 from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
 from keras_zoo.layers.nf import ScaledActivation, ScaledResidual
 from keras_zoo.layers.std_conv import ScaledStdConv2D
@@ -80,6 +81,9 @@ QUANTIZE_CONFIGS = {
     MixedDepthwiseConv2D: "kernel",
     CondConv2D: "kernel",
     CondDepthwiseConv2D: "kernel",
+    # NOTE: a lambda layer's projections run inside it (einsums, a 3D conv): its output is
+    # quantized, its weights stay float.
+    LambdaLayer: "output",
     ScaledActivation: "output",
     ScaledResidual: "output",
     # NOTE: the standardized kernel is an affine function of the stored one per output channel, so
