@@ -54,3 +54,13 @@ def test_clear_errors_for_dynamic_size_and_missing_levels():
         keras_zoo.create_backbone("resnet50", repeats=(1, 1, 1, 1), resolution=None)
     with pytest.raises(ValueError, match=r"no feature at level\(s\) \[6\].*available levels: \[2, 3, 4, 5\]"):
         keras_zoo.create_backbone("resnet50", repeats=(1, 1, 1, 1), resolution=64, levels=(3, 6))
+
+
+def test_spinenet_endpoints_are_its_features():
+    backbone = keras_zoo.create_backbone("spinenet_49s", levels=(3, 4, 5, 6, 7), resolution=128)
+    x = np.random.RandomState(2).uniform(-1, 1, (1, 128, 128, 3)).astype("float32")
+    features = backbone(x, training=False)
+    assert {lv: tuple(t.shape) for lv, t in features.items()} == {
+        str(lv): (1, 128 // 2 ** lv, 128 // 2 ** lv, 128) for lv in range(3, 8)}
+    with pytest.raises(ValueError, match=r"no feature at level\(s\) \[2\]"):
+        keras_zoo.create_backbone("spinenet_49s", levels=(2, 3), resolution=128)

@@ -1,2 +1,3 @@
 """Model families. Importing this package registers every model."""
-from keras_zoo.models import efficientnet, mixnet, mobilenet_v2, nf_resnet, resnet, shufflenet_v2, tresnet  # noqa: F401
+from keras_zoo.models import (  # noqa: F401
+    efficientnet, mixnet, mobilenet_v2, nf_resnet, resnet, shufflenet_v2, spinenet, tresnet)

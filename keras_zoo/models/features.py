@@ -6,7 +6,8 @@ Level L's feature is the output of the last layer that still runs at stride 2^L 
 classification head begins, i.e. the output of that stage's last block (after its residual add):
 for ResNet "conv4_block6_out" is level 4, for EfficientNet-B0 "block6d_add" is level 5. The head
 (EfficientNet's 1x1 "top_conv", ShuffleNet's "last_conv", an NF-ResNet's final activation) is not a
-feature, as in EfficientDet's and RetinaNet's backbones.
+feature, as in EfficientDet's and RetinaNet's backbones. Backbones that build their own endpoints
+(SpineNet: a 1x1 conv + BN + activation per output level, `endpoint_{level}_activation`) give those.
 """
 import math
 
@@ -44,6 +45,14 @@ def feature_layers(model, levels=(3, 4, 5)):
     if size is None:
         raise ValueError("Multi-level features need a static input size: build the model with "
                          "resolution=<int> (e.g. create_model(name, resolution=512)).")
+    endpoints = {lv: f"endpoint_{lv}_activation" for lv in levels}
+    names = {layer.name for layer in model.layers}
+    if any(n in names for n in endpoints.values()):  # backbones with explicit endpoints (SpineNet)
+        missing = [lv for lv, n in endpoints.items() if n not in names]
+        if missing:
+            raise ValueError(f"{model.name} has no feature at level(s) {missing}; its endpoints are "
+                             f"{sorted(n for n in names if n.startswith('endpoint_') and n.endswith('_activation'))}.")
+        return {str(lv): n for lv, n in endpoints.items()}
     layers = list(model.layers)
     end = next((i for i, layer in enumerate(layers) if layer.name in HEAD_LAYERS), len(layers))
     layers = layers[:end]

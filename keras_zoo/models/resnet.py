@@ -132,6 +132,18 @@ def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name, u
     return norm_act.act(y, f"{name}_out_")
 
 
+def basic_block(x, filters, strides, norm_act, name):
+    """Two 3x3 convs (ResNet-18/34's block, SpineNet's "residual" block) with a 1x1 projection
+    shortcut when the shape changes; layer names follow `bottleneck`'s."""
+    shortcut = x
+    if strides > 1 or x.shape[-1] != filters:
+        shortcut = norm_act(conv(x, filters, 1, strides, f"{name}_0_conv"), f"{name}_0_", activation=False)
+    y = norm_act(conv(x, filters, 3, strides, f"{name}_1_conv"), f"{name}_1_")
+    y = norm_act(conv(y, filters, 3, 1, f"{name}_2_conv"), f"{name}_2_", activation=False)
+    y = keras.layers.Add(name=f"{name}_add")([shortcut, y])
+    return norm_act.act(y, f"{name}_out_")
+
+
 def build_resnet(cfg: ResNetConfig):
     norm_act = NormAct(cfg.norm, cfg.activation, cfg.bn_momentum, cfg.bn_epsilon, cfg.sync_bn)
     inputs = keras.Input(shape=(cfg.resolution, cfg.resolution, cfg.in_channels), name="image")
