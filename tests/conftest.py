@@ -33,8 +33,8 @@ def pytest_runtest_setup(item):
 
 
 def pytest_collection_modifyitems(config, items):
-    """tf_keras process: the contract's figure/XLA/bfloat16 checks only for each family's
-    representative (see tests/test_model_contract.py); the Keras 3 process runs them for all."""
+    """tf_keras process: the contract's figure, round-trip, XLA and bfloat16 checks only for each
+    family's representative (see tests/test_model_contract.py); the Keras 3 process runs them for all."""
     if not IS_TF_KERAS:
         return
     kept, deselected = [], []

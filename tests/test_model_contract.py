@@ -5,7 +5,7 @@ parameter count and FLOPs, config and `.keras` round trips, XLA equals graph mod
 mixed_bfloat16 training step with finite gradients everywhere, and (tf_keras) TFMOT QAT wrapping.
 
 Keras 3 runs all of it for every model. The tf_keras process runs, for every model, what DESIGN.md
-asks of that mode (it builds, runs, round-trips and takes TFMOT's QAT wrapping); the figure, XLA
+asks of that mode (it builds, runs and takes TFMOT's QAT wrapping); the figure, round-trip, XLA
 and mixed-precision checks there run for one representative per family (its first model by name,
 FULL_CONTRACT_IN_TF_KERAS), since a family's models share their layers and differ only in sizes.
 tests/conftest.py deselects the others in that process (they ran in the Keras 3 one).
@@ -26,7 +26,8 @@ NUM_CLASSES = 7
 NO_PUBLISHED_FIGURES = {"efficientnet_x"}
 
 
-KERAS3_ONLY_BEYOND_REPRESENTATIVES = ("test_params_and_flops_match_paper", "test_xla_equals_graph_mode",
+KERAS3_ONLY_BEYOND_REPRESENTATIVES = ("test_params_and_flops_match_paper", "test_config_round_trip",
+                                      "test_keras_file_round_trip", "test_xla_equals_graph_mode",
                                       "test_mixed_bfloat16_training_step")
 
 

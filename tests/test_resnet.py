@@ -91,3 +91,19 @@ def test_lambda_stages_replace_the_3x3_convs_where_listed():
     assert np.all(np.isfinite(model(np.zeros((1, 64, 64, 3), "float32"), training=False)))
     with pytest.raises(ValueError, match="lambda_stages"):
         keras_zoo.create_model("resnet50", lambda_stages=(4,))
+
+
+@pytest.mark.tf_keras_only
+@pytest.mark.parametrize("name,norm", [("resnet50", "evonorm_s0"), ("efficientnet_b0", "evonorm_b0")])
+def test_evonorm_models_take_quantize_aware_wrapping(name, norm):
+    from keras_zoo.backend import keras
+    from keras_zoo.quantization import quantize_model
+    tiny = {"repeats": (1, 1, 1, 1)} if name == "resnet50" else {"depth": 0.3}
+    model = keras_zoo.create_model(name, resolution=32, num_classes=5, norm=norm, **tiny)
+    qat = quantize_model(model)
+    wrapped = {layer.layer.name for layer in qat.layers if hasattr(layer, "quantize_config")}
+    convs = {layer.name for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))}
+    assert convs <= wrapped
+    assert any("evonorm" in n for n in wrapped)
+    y = qat(np.random.RandomState(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32"), training=False)
+    assert y.shape == (2, 5) and np.all(np.isfinite(y.numpy()))

@@ -161,4 +161,6 @@ for platform, series in X_FAMILY.items():
         register_mbconv(f"efficientnet_x_{platform}_{variant}", X_BASE, width=width, depth=depth,
                         resolution=resolution, dropout=dropout, se_scale=se_scale, family="efficientnet_x",
                         citation=X_CITATION, paper=PaperFigures(note=X_NOTE.format(platform=platform.upper())),
-                        tiny={"resolution": 64})
+                        # the contract's tiny build caps the width (B7-TPU is 3.26x); full width is
+                        # built by the parameter count
+                        tiny={"width": min(width, 1.2)})

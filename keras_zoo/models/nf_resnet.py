@@ -43,6 +43,7 @@ class NFResNetConfig:
     resolution: Optional[int] = 224
     num_classes: int = 1000
     include_top: bool = True
+    width: float = 1.0  # multiplies the stem (64) and every stage's width (256 ... 2048)
     alpha: float = 0.2
     skip_gain_init: float = 0.0  # 0: SkipInit (reference); 1: the plain alpha/beta scheme
     activation: str = "relu"
@@ -82,14 +83,14 @@ def nf_bottleneck(x, out_filters, strides, beta, drop_rate, cfg, name):
 
 def build_nf_resnet(cfg: NFResNetConfig):
     inputs = keras.Input(shape=(cfg.resolution, cfg.resolution, cfg.in_channels), name="image")
-    x = ScaledStdConv2D(64, 7, 2, padding="same", use_bias=False, epsilon=cfg.ws_epsilon, name="stem_conv")(inputs)
+    x = ScaledStdConv2D(int(64 * cfg.width), 7, 2, padding="same", use_bias=False, epsilon=cfg.ws_epsilon, name="stem_conv")(inputs)
     x = keras.layers.MaxPooling2D(3, 2, padding="same", name="stem_pool")(x)
     repeats = tuple(cfg.repeats or STAGE_REPEATS[cfg.depth])
     rates = iter(drop_connect_rates(sum(repeats), cfg.drop_connect))
     expected_std = 1.0
     for stage, count in enumerate(repeats):
         for i in range(count):
-            x = nf_bottleneck(x, 256 * 2 ** stage, 2 if i == 0 and stage > 0 else 1, 1.0 / expected_std,
+            x = nf_bottleneck(x, int(256 * cfg.width) * 2 ** stage, 2 if i == 0 and stage > 0 else 1, 1.0 / expected_std,
                               next(rates), cfg, f"conv{stage + 2}_block{i + 1}")
             if i == 0:  # a transition block's output is its shortcut conv's: unit variance again
                 expected_std = 1.0
@@ -126,7 +127,7 @@ VARIANTS = {
     101: ("44.5M", "The paper prints no count for this depth: the figure is the BN ResNet-101's (44,549,160); NF "
                    "replaces each BN's scale and offset by the conv's gain and bias."),
 }
-TINY = {"resolution": 32, "repeats": (1, 1, 1, 1)}
+TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5}  # the contract's build; full size is counted
 for depth, (params, note) in VARIANTS.items():
     register_model(f"nf_resnet{depth}", build_nf_resnet, NFResNetConfig(depth=depth, name=f"nf_resnet{depth}"),
                    family="nf_resnet", citation=CITATION, input_norm="imagenet",

@@ -187,9 +187,9 @@ VARIANTS = {
                          "v1 graph at that depth, as the TPU reference builds it; no FLOPs are printed for it."),
 }
 
-# The contract test builds one block a stage (same blocks, fewer repeats); the full graphs are still
-# built and counted against the reference.
-TINY = {"resolution": 32, "repeats": (1, 1, 1, 1)}
+# The contract test builds one block a stage at half width (same blocks, fewer and narrower); the
+# full graphs are still built and counted against the reference.
+TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5}
 for depth, (params, macs, note) in VARIANTS.items():
     register_model(f"resnet{depth}", build_resnet, ResNetConfig(depth=depth, name=f"resnet{depth}"),
                    family="resnet", citation=CITATION, input_norm="caffe",

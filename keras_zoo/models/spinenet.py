@@ -245,4 +245,4 @@ for name, (changes, backbone_params, printed) in VARIANTS.items():
                                       note=note),
                    # the contract's tiny build keeps the topology and narrows it (the full width is
                    # built by the parameter count check); .keras loading in tf_keras is slow on big files
-                   tiny={"resolution": 64, "block_repeats": 1, "filter_scale": 0.25, "endpoint_filters": 32})
+                   tiny={"resolution": 32, "block_repeats": 1, "filter_scale": 0.25, "endpoint_filters": 32})

@@ -133,4 +133,4 @@ for variant, (repeats, width, params) in VARIANTS.items():
     register_model(f"tresnet_{variant}", build_tresnet,
                    TResNetConfig(repeats=repeats, width=width, name=f"tresnet_{variant}"), family="tresnet",
                    citation=CITATION, input_norm="unit", paper=PaperFigures(params=params, note=NOTE),
-                   tiny={"resolution": 64, "repeats": (1, 1, 1, 1)})
+                   tiny={"resolution": 64, "repeats": (1, 1, 1, 1), "width": 0.5})

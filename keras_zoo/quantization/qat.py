@@ -9,6 +9,7 @@ quantization inside a scope that knows every keras_zoo class.
 from keras_zoo.backend import IS_TF_KERAS, keras
 from keras_zoo.layers.activations import HardSwish
 from keras_zoo.layers.condconv import CondConv2D, CondDepthwiseConv2D
+from keras_zoo.layers.evonorm import EvoNormB0, EvoNormS0
 from keras_zoo.layers.drop import StochasticDepth
 from keras_zoo.layers.lambda_layer import LambdaLayer
 from keras_zoo.layers.mixconv import MixedDepthwiseConv2D
@@ -84,6 +85,11 @@ QUANTIZE_CONFIGS = {
     # NOTE: a lambda layer's projections run inside it (einsums, a 3D conv): its output is
     # quantized, its weights stay float.
     LambdaLayer: "output",
+    # EvoNorm (and the GroupNorm that stands for S0's unactivated normalizations) cannot fold into
+    # the conv before it the way BN does: their outputs are quantized, their parameters stay float.
+    EvoNormB0: "output",
+    EvoNormS0: "output",
+    keras.layers.GroupNormalization: "output",
     ScaledActivation: "output",
     ScaledResidual: "output",
     # NOTE: the standardized kernel is an affine function of the stored one per output channel, so
