@@ -4,7 +4,8 @@ level as a string ("3", "4", "5"), the convention of TF Model Garden's backbones
 
 Level L's feature is the output of the last layer that still runs at stride 2^L before the
 classification head begins, i.e. the output of that stage's last block (after its residual add):
-for ResNet "conv4_block6_out" is level 4, for EfficientNet-B0 "block6d_add" is level 5. The head
+for ResNet-50 "conv4_block6_out_activation" is level 4, for EfficientNet-B0 "block7a_project_bn" (its
+last block, which has no residual) is level 5. The head
 (EfficientNet's 1x1 "top_conv", ShuffleNet's "last_conv", an NF-ResNet's final activation) is not a
 feature, as in EfficientDet's and RetinaNet's backbones. Backbones that build their own endpoints
 (SpineNet: a 1x1 conv + BN + activation per output level, `endpoint_{level}_activation`) give those.
