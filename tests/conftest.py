@@ -40,7 +40,8 @@ def pytest_collection_modifyitems(config, items):
     kept, deselected = [], []
     for item in items:
         contract = item.module
-        model = getattr(item, "callspec", None) and item.callspec.params.get("tiny")
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        model = params.get("tiny") or params.get("name")
         if (model and item.originalname in getattr(contract, "KERAS3_ONLY_BEYOND_REPRESENTATIVES", ())
                 and model not in contract.FULL_CONTRACT_IN_TF_KERAS):
             deselected.append(item)

@@ -3,11 +3,10 @@ space-to-depth first stage, fused stages that keep its resolution, the SE coeffi
 two latency-aware scaled series (TPU and GPU) built from one B0."""
 import dataclasses
 
-import pytest
 
 import keras_zoo
 
-pytestmark = pytest.mark.both_keras
+# Architecture checks: Keras 3 only (the contract builds, runs and QAT-wraps every model in tf_keras).
 
 
 def test_space_to_depth_stage_and_fused_stages():

@@ -6,7 +6,7 @@ import keras_zoo
 from keras_zoo.backend import keras
 from keras_zoo.models.features import feature_layers
 
-pytestmark = pytest.mark.both_keras
+# Architecture checks: Keras 3 only (the contract builds, runs and QAT-wraps every model in tf_keras).
 
 # name, overrides, {level: (layer name, channels)} at 64px
 CASES = [

@@ -4,12 +4,18 @@ A newly registered model is checked here with no new test code: tiny forward pas
 parameter count and FLOPs, config and `.keras` round trips, XLA equals graph mode, one
 mixed_bfloat16 training step with finite gradients everywhere, and (tf_keras) TFMOT QAT wrapping.
 
-Keras 3 runs all of it for every model. The tf_keras process runs, for every model, what DESIGN.md
+The parameter/FLOP check runs for every model at full size. The checks on the tiny build run once
+per distinct tiny graph (TINY_GRAPHS): models whose tiny configs are equal but for the name (e.g.
+EfficientNet-X TPU-B1 and GPU-B1, which share coefficients, or SpineNet-143 and -190 once narrowed)
+would build the same graph, so the first by name stands for them.
+Keras 3 runs all of it. The tf_keras process runs, for every model, what DESIGN.md
 asks of that mode (it builds, runs and takes TFMOT's QAT wrapping); the figure, round-trip, XLA
 and mixed-precision checks there run for one representative per family (its first model by name,
 FULL_CONTRACT_IN_TF_KERAS), since a family's models share their layers and differ only in sizes.
 tests/conftest.py deselects the others in that process (they ran in the Keras 3 one).
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -41,6 +47,17 @@ def _representatives():
 FULL_CONTRACT_IN_TF_KERAS = _representatives()
 
 
+def _tiny_graphs():
+    first = {}
+    for name in MODELS:
+        config = keras_zoo.model_config(name, **{"num_classes": NUM_CLASSES, **get_spec(name).tiny})
+        first.setdefault((type(config).__name__, repr(dataclasses.replace(config, name=""))), name)
+    return sorted(first.values())
+
+
+TINY_GRAPHS = _tiny_graphs()
+
+
 def build_tiny(name, **overrides):
     spec = get_spec(name)
     return keras_zoo.create_model(name, **{"num_classes": NUM_CLASSES, **spec.tiny, **overrides})
@@ -51,7 +68,8 @@ def tiny_input(model, batch=2, seed=0):
     return np.random.RandomState(seed).uniform(-1.0, 1.0, shape).astype("float32")
 
 
-@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in MODELS])
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.xdist_group(name))
+                                        for name in TINY_GRAPHS])
 def tiny(request):
     model = build_tiny(request.param)
     yield request.param, model, tiny_input(model)
@@ -69,8 +87,8 @@ def test_forward_pass(tiny):
     assert np.all(np.isfinite(np.asarray(y)))
 
 
-def test_params_and_flops_match_paper(tiny):
-    name = tiny[0]
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xdist_group(name)) for name in MODELS])
+def test_params_and_flops_match_paper(name):
     spec, info = get_spec(name), keras_zoo.model_info(name)
     params, tolerance = spec.paper.params_check()
     if params is None:

@@ -12,7 +12,7 @@ from keras_zoo.backend import keras, tf
 from keras_zoo.layers.nf import ScaledActivation, ScaledResidual, activation_gamma
 from keras_zoo.models.nf_resnet import signal_metrics
 
-pytestmark = pytest.mark.both_keras
+# Architecture checks: Keras 3 only (the contract builds, runs and QAT-wraps every model in tf_keras).
 ALPHA = 0.2
 
 

@@ -8,7 +8,7 @@ import keras_zoo
 from keras_zoo.backend import keras, tf
 from keras_zoo.models.spinenet import MOBILE_BLOCKS, SPINENET_BLOCKS
 
-pytestmark = pytest.mark.both_keras
+# Architecture checks: Keras 3 only (the contract builds, runs and QAT-wraps every model in tf_keras).
 
 
 def _merge_inputs(model, block):

@@ -1,13 +1,12 @@
 """TResNet (arXiv:2003.13630): space-to-depth stem, anti-aliased strided blocks, SE placement,
 zero-initialized residual branches."""
 import numpy as np
-import pytest
 
 import keras_zoo
 from keras_zoo.backend import keras
 from keras_zoo.layers.resample import BlurPool2D
 
-pytestmark = pytest.mark.both_keras
+# Architecture checks: Keras 3 only (the contract builds, runs and QAT-wraps every model in tf_keras).
 
 
 def test_stem_blocks_and_downsampling_layout():
