@@ -93,6 +93,53 @@ def test_lambda_stages_replace_the_3x3_convs_where_listed():
         keras_zoo.create_model("resnet50", lambda_stages=(4,))
 
 
+def _lambda_blocks(model):
+    from keras_zoo.layers.lambda_layer import LambdaLayer
+    return [layer.name[: -len("_2_lambda")] for layer in model.layers if isinstance(layer, LambdaLayer)]
+
+
+def test_lambda_blocks_convert_named_blocks_and_drop_their_squeeze_excite():
+    model = keras_zoo.create_model("resnet_rs_50", resolution=64, repeats=(1, 1, 3, 1),
+                                   lambda_blocks=("conv4_block2", "conv5_block1"))
+    assert _lambda_blocks(model) == ["conv4_block2", "conv5_block1"]
+    names = {layer.name for layer in model.layers}
+    # Appendix E.1: bottlenecks with a lambda layer have no squeeze-excite; the others keep it.
+    assert "conv4_block2_se_reduce" not in names and "conv5_block1_se_reduce" not in names
+    assert {"conv4_block1_se_reduce", "conv4_block3_se_reduce", "conv3_block1_se_reduce"} <= names
+    assert "conv4_block2_2_conv" not in names and "conv4_block3_2_conv" in names
+    with pytest.raises(ValueError, match=r"conv4_block7.*conv5_block3"):
+        keras_zoo.create_model("resnet50", lambda_blocks=("conv4_block7",))
+
+
+def test_lambda_placements_in_resnet50_give_the_papers_table_5_parameter_counts():
+    """Table 5 of arXiv:2102.08602 (hybrids, L = lambda stage, C = convolution stage, c2 -> c5)."""
+    table_5 = {"LCCC": 25.5, "LLCC": 25.0, "LLLC": 21.7, "LLLL": 15.0, "CLLL": 15.1, "CCCL": 18.8}
+    for placement, millions in table_5.items():
+        stages = tuple(i for i, kind in enumerate(placement) if kind == "L")
+        model = keras_zoo.create_model("resnet50", resolution=64, lambda_stages=stages)
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        assert round(trainable / 1e6, 1) == millions, (placement, trainable)
+
+
+@pytest.mark.parametrize("depth,c4_blocks", [
+    (50, (3,)), (101, (6, 12, 18)), (152, (5, 10, 15, 20, 25, 30)), (200, (5, 10, 15, 20, 25, 30)),
+    (270, (8, 16, 24, 32, 40, 48)), (350, (10, 20, 30, 40, 50, 60)), (420, (10, 20, 30, 40, 50, 60, 70, 80))])
+def test_lambda_resnet_rs_places_lambda_layers_in_c4_evenly_and_in_every_c5_block(depth, c4_blocks):
+    """The hybrid LambdaResNets: 1 / 3 / 6 / 6 / 6 / 6 / 8 lambda layers inside c4 (the paper's counts),
+    evenly spaced and never the stage's first (strided) or last block, and all of c5."""
+    from keras_zoo.models.resnet import STAGE_REPEATS
+    config = keras_zoo.model_config(f"lambda_resnet_rs_{depth}")
+    c4, c5 = STAGE_REPEATS[depth][2:]
+    assert config.lambda_stages == (3,)
+    assert config.lambda_blocks == tuple(f"conv4_block{b}" for b in c4_blocks)
+    assert 1 < c4_blocks[0] and c4_blocks[-1] < c4
+    rs = keras_zoo.model_config(f"resnet_rs_{depth}")
+    assert (config.resolution, config.se_ratio, config.stem) == (rs.resolution, rs.se_ratio, rs.stem)
+    if depth == 101:  # one full-size build: the graph has exactly those lambda layers
+        model = keras_zoo.create_model(config.name, resolution=64)
+        assert _lambda_blocks(model) == [f"conv4_block{b}" for b in c4_blocks] + [f"conv5_block{i + 1}" for i in range(c5)]
+
+
 @pytest.mark.tf_keras_only
 @pytest.mark.parametrize("name,norm", [("resnet50", "evonorm_s0"), ("efficientnet_b0", "evonorm_b0")])
 def test_evonorm_models_take_quantize_aware_wrapping(name, norm):

@@ -127,7 +127,9 @@ VARIANTS = {
     101: ("44.5M", "The paper prints no count for this depth: the figure is the BN ResNet-101's (44,549,160); NF "
                    "replaces each BN's scale and offset by the conv's gain and bias."),
 }
-TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5}  # the contract's build; full size is counted
+# The contract's build; full size is counted. `depth` only picks the default repeats, so with
+# repeats given every depth is this one tiny graph.
+TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5, "depth": 50}
 for depth, (params, note) in VARIANTS.items():
     register_model(f"nf_resnet{depth}", build_nf_resnet, NFResNetConfig(depth=depth, name=f"nf_resnet{depth}"),
                    family="nf_resnet", citation=CITATION, input_norm="imagenet",

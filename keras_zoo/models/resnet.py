@@ -11,7 +11,11 @@ options of later papers:
 * Lambda layers (Bello 2021, arXiv:2102.08602): `lambda_stages` lists the stages (0-3 for c2-c5)
   whose 3x3 convolutions become `LambdaLayer`s (key depth 16, 4 heads, local 23x23 position
   lambdas by default), followed by a 3x3 stride-2 average pool where the 3x3 slot is strided;
-  `lambda_resnet50` replaces all of them (the paper's Table 3 model, 15.0M parameters).
+  `lambda_blocks` names single blocks ("conv4_block3") to convert as well. A block with a lambda
+  layer has no squeeze-excite (the paper's LambdaResNets drop it there). `lambda_resnet50` replaces
+  every 3x3 conv (the paper's Table 3 model, 15.0M parameters); `lambda_resnet_rs_50 ... 420` are
+  the paper's hybrid LambdaResNets (Section 5.3): ResNet-RS with lambda layers in every c5 block and
+  a few uniformly spaced c4 blocks (1 for 50, 3 for 101, 6 for 152-350, 8 for 420).
 * ResNet-RS (Bello et al. 2021, arXiv:2103.07579): ResNet-D, squeeze-excite (ratio 0.25 of the block
   output) in every block, a stride-2 3x3 conv in place of the stem's max pool, dropout 0.25, and the
   paper's depths (50 ... 420) and image sizes; the architecture matches tf_keras'
@@ -62,6 +66,7 @@ class ResNetConfig:
     dropblock_size: int = 7
     dropblock_schedule_steps: int = 0
     lambda_stages: tuple = ()  # stages (0-3) whose 3x3 convs are lambda layers
+    lambda_blocks: tuple = ()  # further blocks, by name ("conv4_block3"), whose 3x3 conv is a lambda layer
     lambda_key_dim: int = 16
     lambda_heads: int = 4
     lambda_scope: Optional[int] = 23  # local r x r position lambdas; None: global relative embeddings
@@ -124,7 +129,7 @@ def bottleneck(x, filters, strides, cfg, norm_act, drop_rate, dropblock, name, u
                   f"{name}_2")
     y = dropblock(norm_act(conv(y, out_filters, 1, 1, f"{name}_3_conv"), f"{name}_3_", activation=False),
                   f"{name}_3")
-    if cfg.se_ratio:
+    if cfg.se_ratio and not use_lambda:
         y = squeeze_excite(y, max(1, int(out_filters * cfg.se_ratio)), norm_act, f"{name}_")
     if drop_rate:
         y = StochasticDepth(drop_rate, name=f"{name}_drop")(y)
@@ -160,6 +165,11 @@ def build_resnet(cfg: ResNetConfig):
         x = keras.layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
 
     repeats = tuple(cfg.repeats or STAGE_REPEATS[cfg.depth])
+    block_names = [f"conv{stage + 2}_block{i + 1}" for stage, count in enumerate(repeats) for i in range(count)]
+    unknown = sorted(set(cfg.lambda_blocks) - set(block_names))
+    if unknown:
+        raise ValueError(f"lambda_blocks names blocks this network does not have: {unknown}. Its stages have "
+                         f"{repeats} blocks, named conv2_block1 ... conv5_block{repeats[3]}.")
     rates = iter(drop_connect_rates(sum(repeats), cfg.drop_connect))
     for stage, count in enumerate(repeats):
         filters = int(64 * cfg.width) * 2 ** stage
@@ -171,8 +181,9 @@ def build_resnet(cfg: ResNetConfig):
                                name=f"{name}_dropblock")(t)
 
         for i in range(count):
+            name = f"conv{stage + 2}_block{i + 1}"
             x = bottleneck(x, filters, 2 if i == 0 and stage > 0 else 1, cfg, norm_act, next(rates), dropblock,
-                           f"conv{stage + 2}_block{i + 1}", use_lambda=stage in cfg.lambda_stages)
+                           name, use_lambda=stage in cfg.lambda_stages or name in cfg.lambda_blocks)
     x = classifier_head(x, cfg)
     return keras.Model(inputs, x, name=cfg.name)
 
@@ -188,8 +199,10 @@ VARIANTS = {
 }
 
 # The contract test builds one block a stage at half width (same blocks, fewer and narrower); the
-# full graphs are still built and counted against the reference.
-TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5}
+# full graphs are still built and counted against the reference. `depth` only picks the default
+# `repeats`, so with repeats given every depth is the same tiny graph: depth 50 says so (the
+# contract then checks a family's depths once).
+TINY = {"resolution": 32, "repeats": (1, 1, 1, 1), "width": 0.5, "depth": 50}
 for depth, (params, macs, note) in VARIANTS.items():
     register_model(f"resnet{depth}", build_resnet, ResNetConfig(depth=depth, name=f"resnet{depth}"),
                    family="resnet", citation=CITATION, input_norm="caffe",
@@ -224,3 +237,31 @@ register_model("lambda_resnet50", build_resnet, ResNetConfig(lambda_stages=(0, 1
                                   note="Table 3: every 3x3 conv of ResNet-50 replaced by a lambda layer (|k|=16, "
                                        "|h|=4, |u|=1, local r=23)."),
                tiny=TINY)
+
+
+def uniformly_spaced(blocks, count):
+    """`count` block numbers (1-based) spread evenly over a stage of `blocks` blocks: every s-th
+    block, s = round(blocks / (count + 1)), so the lambda layers sit inside the stage, not at its ends."""
+    step = int(blocks / (count + 1) + 0.5)
+    return tuple(step * j for j in range(1, count + 1))
+
+
+# The hybrid LambdaResNets (Section 5.3, Appendix E.1): ResNet-RS (its depths, image sizes, ResNet-D,
+# SE, conv stem pool) with a lambda layer in every c5 block and `count` uniformly spaced c4 blocks;
+# blocks with a lambda layer have no SE. The counts are the paper's ("a single lambda layer in c4
+# for LambdaResNet50, 3 lambda layers for LambdaResNet101, 6 lambda layers for
+# LambdaResNet-152/200/270/350 and 8 lambda layers for LambdaResNet-420").
+LAMBDA_C4_LAYERS = {50: 1, 101: 3, 152: 6, 200: 6, 270: 6, 350: 6, 420: 8}
+LAMBDA_RS_NOTE = ("No parameter or FLOP count of the hybrid LambdaResNets could be found here (CoAtNet's comparison "
+                  "table lists LambdaResNet-420 with none); the paper's appendix table of exact c4 positions could "
+                  "not be read here, so the c4 lambda layers are spread evenly (keras_zoo.models.resnet."
+                  "uniformly_spaced). Image sizes are ResNet-RS's, whose scaling the paper follows.")
+# One block a stage keeps one c4 lambda layer (conv4_block1) and the c5 one.
+LAMBDA_RS_TINY = {**TINY, "lambda_blocks": ("conv4_block1",)}
+for depth, count in LAMBDA_C4_LAYERS.items():
+    c4_blocks = tuple(f"conv4_block{b}" for b in uniformly_spaced(STAGE_REPEATS[depth][2], count))
+    register_model(f"lambda_resnet_rs_{depth}", build_resnet,
+                   dataclasses.replace(RS_BASE, depth=depth, resolution=RS_VARIANTS[depth][0], lambda_stages=(3,),
+                                       lambda_blocks=c4_blocks, name=f"lambda_resnet_rs_{depth}"),
+                   family="lambda_resnet_rs", citation=LAMBDA_CITATION, input_norm="imagenet",
+                   paper=PaperFigures(note=LAMBDA_RS_NOTE), tiny=LAMBDA_RS_TINY)

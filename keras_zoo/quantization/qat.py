@@ -113,11 +113,13 @@ def quantize_model(model):
     classes = _config_classes()
     config_of = {cls: classes[kind] for cls, kind in QUANTIZE_CONFIGS.items()}
     for layer in model.layers:
-        # TFMOT folds a BatchNorm only into its own conv layers; one after ours quantizes its output,
-        # and so do weightless layers TFMOT has no rule for (the squeeze-excite Multiply).
-        after_ours = isinstance(layer, keras.layers.BatchNormalization) and type(_producer(layer)) in config_of
+        # TFMOT folds a BatchNorm only into the Keras conv before it; one after anything else (our
+        # layers, the average pool after a strided lambda layer) quantizes its output, and so do
+        # weightless layers TFMOT has no rule for (the squeeze-excite Multiply).
+        unfolded = (isinstance(layer, keras.layers.BatchNormalization)
+                    and type(_producer(layer)) not in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))
         unknown = not layer.weights and type(layer) not in config_of and not registry.supports(layer)
-        if after_ours or (unknown and not isinstance(layer, keras.layers.InputLayer)):
+        if unfolded or (unknown and not isinstance(layer, keras.layers.InputLayer)):
             config_of.setdefault(layer.name, classes["output"])
 
     def annotate(layer):  # the layer itself is wrapped, so its weights are kept
