@@ -95,3 +95,44 @@ def test_signal_propagation_script_writes_the_plot(tmp_path):
     subprocess.run([sys.executable, "benchmarks/nf_signal_propagation.py", "--depths", "26", "--resolution", "32",
                     "--batch", "2", "--out", str(out)], check=True, capture_output=True, timeout=600)
     assert out.stat().st_size > 10_000 and out.read_bytes()[:4] == b"\x89PNG"
+
+
+def _tiny_nf(seed=0):
+    model = keras_zoo.create_model("nf_resnet26", resolution=32, repeats=(1, 1, 1, 1), width=0.25, num_classes=5)
+    rng = np.random.RandomState(seed)
+    for layer in model.layers:  # trained-looking gains, biases and skip gains, not their initial values
+        if layer.weights and not isinstance(layer, keras.layers.Dense):
+            layer.set_weights([w + 0.3 * rng.standard_normal(w.shape).astype("float32") for w in layer.get_weights()])
+    return model, rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+
+
+def test_folding_weight_standardization_keeps_the_function_with_plain_convolutions():
+    from keras_zoo.layers.std_conv import ScaledStdConv2D
+    from keras_zoo.quantization import fold_weight_standardization
+    model, x = _tiny_nf()
+    folded = fold_weight_standardization(model)
+    assert not any(isinstance(layer, ScaledStdConv2D) for layer in folded.layers)
+    std_convs = [layer for layer in model.layers if isinstance(layer, ScaledStdConv2D)]
+    assert std_convs and all(type(folded.get_layer(layer.name)) is keras.layers.Conv2D for layer in std_convs)
+    # The folded kernel is the scaled-standardized one: per output channel mean 0, variance gain^2 / fan_in.
+    layer = std_convs[-1]
+    kernel, gain = folded.get_layer(layer.name).get_weights()[0], layer.get_weights()[1]
+    fan_in = np.prod(kernel.shape[:-1])
+    np.testing.assert_allclose(kernel.mean(axis=(0, 1, 2)), 0.0, atol=1e-6)
+    np.testing.assert_allclose(kernel.var(axis=(0, 1, 2)) * fan_in, gain ** 2, rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(folded(x, training=False)), np.asarray(model(x, training=False)),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.tf_keras_only
+def test_folded_nf_resnet_quantizes_its_convolution_kernels():
+    from keras_zoo.layers.std_conv import ScaledStdConv2D
+    from keras_zoo.quantization import fold_weight_standardization, quantize_model
+    model, x = _tiny_nf()
+    qat = quantize_model(fold_weight_standardization(model))
+    quantized_kernels = [layer.layer.name for layer in qat.layers
+                         if hasattr(layer, "quantize_config") and isinstance(layer.layer, keras.layers.Conv2D)
+                         and layer.quantize_config.get_weights_and_quantizers(layer.layer)]
+    convs = [layer.name for layer in model.layers if isinstance(layer, ScaledStdConv2D)]
+    assert convs and sorted(quantized_kernels) == sorted(convs)
+    assert np.all(np.isfinite(np.asarray(qat(x, training=False))))

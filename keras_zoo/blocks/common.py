@@ -78,12 +78,14 @@ def squeeze_excite(x, reduced, norm_act, name):
     return keras.layers.Multiply(name=f"{name}se_excite")([x, s])
 
 
-def classifier_head(x, cfg, kernel_initializer="glorot_uniform"):
-    """Global average pool, dropout (`cfg.dropout`) and the float32 classifier named "predictions"
-    (logits unless `cfg.classifier_activation`); `x` as is when `cfg.include_top` is False."""
+def classifier_head(x, cfg, kernel_initializer="glorot_uniform", pooled=False):
+    """Global average pool (unless `pooled`: `x` is already a feature vector), dropout (`cfg.dropout`)
+    and the float32 classifier named "predictions" (logits unless `cfg.classifier_activation`); `x`
+    as is when `cfg.include_top` is False."""
     if not cfg.include_top:
         return x
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if not pooled:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
     # The classifier computes in float32 under mixed precision so logits and losses stay exact.

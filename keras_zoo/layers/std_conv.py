@@ -62,3 +62,29 @@ class ScaledStdConv2D(keras.layers.Layer):
                 "strides": self.strides, "padding": self.padding, "use_bias": self.use_bias,
                 "epsilon": self.epsilon, "gain_init": self.gain_init,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
+
+
+def fold_weight_standardization(model):
+    """A copy of `model` in which every `ScaledStdConv2D` is a plain `Conv2D` holding the kernel it
+    computes (and its bias); every other layer is copied with its weights.
+
+    The copy computes the same function without standardizing at every call: the form to export
+    (TFLite) and to quantize, since the kernel it holds is the one used, so fake-quantizing it puts
+    the used kernel on the 8-bit grid (quantizing a `ScaledStdConv2D`'s stored kernel would not).
+    Training the copy no longer standardizes its kernels: fold a trained model.
+    """
+    def clone(layer):
+        if isinstance(layer, ScaledStdConv2D):
+            return keras.layers.Conv2D(layer.filters, layer.kernel_size, layer.strides, padding=layer.padding,
+                                       use_bias=layer.use_bias, dtype=layer.dtype_policy, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    folded = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if isinstance(layer, ScaledStdConv2D):
+            weights = [tf.convert_to_tensor(layer.standardized_kernel()).numpy()]
+            weights += [tf.convert_to_tensor(layer.bias).numpy()] if layer.use_bias else []
+        else:
+            weights = layer.get_weights()
+        folded.get_layer(layer.name).set_weights(weights)
+    return folded

@@ -31,7 +31,7 @@ from typing import Optional
 
 from keras_zoo.backend import keras
 from keras_zoo.blocks.block_string import decode
-from keras_zoo.blocks.common import NormAct
+from keras_zoo.blocks.common import NormAct, classifier_head
 from keras_zoo.blocks.mbconv import mbconv_block
 from keras_zoo.models.resnet import basic_block, bottleneck, conv
 from keras_zoo.registry import PaperFigures, register_model
@@ -211,10 +211,7 @@ def build_spinenet(cfg: SpineNetConfig):
         return keras.Model(inputs, endpoints, name=cfg.name)
     pooled = [keras.layers.GlobalAveragePooling2D(name=f"endpoint_{lv}_pool")(t) for lv, t in endpoints.items()]
     x = keras.layers.Average(name="avg_pool")(pooled) if len(pooled) > 1 else pooled[0]
-    if cfg.dropout:
-        x = keras.layers.Dropout(cfg.dropout, name="top_dropout")(x)
-    x = keras.layers.Dense(cfg.num_classes, activation=cfg.classifier_activation, dtype="float32",
-                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.01), name="predictions")(x)
+    x = classifier_head(x, cfg, keras.initializers.RandomNormal(stddev=0.01), pooled=True)
     return keras.Model(inputs, x, name=cfg.name)
 
 

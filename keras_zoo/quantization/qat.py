@@ -94,7 +94,8 @@ QUANTIZE_CONFIGS = {
     ScaledResidual: "output",
     # NOTE: the standardized kernel is an affine function of the stored one per output channel, so
     # fake-quantizing the stored kernel would not put the kernel actually used on an 8-bit grid:
-    # NF convolutions get output ranges only (their weights stay float in QAT).
+    # NF convolutions get output ranges only (their weights stay float in QAT). To quantize their
+    # kernels, fold the trained model first (`fold_weight_standardization`: plain Conv2Ds).
     ScaledStdConv2D: "output",
 }
 
