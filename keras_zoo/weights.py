@@ -7,8 +7,15 @@ kind and every weight's shape first, so that nothing is half-copied on a mismatc
 A conv bias of the reference that our graph does not have (keras.applications' ResNets put biases on
 convolutions that BatchNorm follows) is folded into that BatchNorm: BN(x + b) with moving mean m
 equals BN(x) with moving mean m - b, in inference and (the batch mean absorbs b) in training.
+
+`from_resnet_rs_h5(model, path)` reads the weights files of keras.applications' ResNet-RS (tf_keras
+`save_weights` HDF5, read with h5py in either Keras mode) by layer name, since that graph orders
+its layers differently from ours (SE before the shortcut, the shortcut built after the branch).
 """
 import os
+import re
+
+import numpy as np
 
 from keras_zoo.backend import keras
 
@@ -81,10 +88,92 @@ def from_keras_applications(model, ref, skip=()):
     return model
 
 
+def _h5_layers(path):
+    """{layer name: [arrays]} of a Keras HDF5 weights file (`save_weights`, or a whole saved model)."""
+    import h5py
+
+    def text(value):
+        return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise ValueError(f"{path} is not a Keras HDF5 weights file (no 'layer_names').")
+        found = {}
+        for name in map(text, root.attrs["layer_names"]):
+            names = [text(w) for w in root[name].attrs.get("weight_names", [])]
+            if names:
+                found[name] = [np.asarray(root[name][w]) for w in names]
+    return found
+
+
+# Our ResNet-RS layer name -> keras.applications' (a regex: its stem's name carries a Keras uid).
+_RS_PARTS = {"0_conv": "_projection_conv", "0_bn": "_projection_batch_norm", "1_conv": "_conv_1",
+             "1_bn": "batch_norm_1", "2_conv": "_conv_2", "2_bn": "_batch_norm_2", "3_conv": "_conv_3",
+             "3_bn": "_batch_norm_3", "se_reduce": "_se_se_reduce", "se_expand": "_se_se_expand"}
+
+
+def _resnet_rs_reference_name(name):
+    stem = re.fullmatch(r"conv1_(1|2|3|pool)_(conv|bn)", name)
+    if stem:
+        index = "4" if stem[1] == "pool" else stem[1]
+        return rf"stem_\d+_stem_{'conv' if stem[2] == 'conv' else 'batch_norm'}_{index}"
+    block = re.fullmatch(r"conv(\d)_block(\d+)_(\w+)", name)
+    if block and block[3] in _RS_PARTS:
+        return re.escape(f"BlockGroup{block[1]}__block_{int(block[2]) - 1}_{_RS_PARTS[block[3]]}")
+    return re.escape(name)  # predictions
+
+
+def from_resnet_rs_h5(model, path, skip=()):
+    """Loads keras.applications' ResNet-RS weights file `path` into our `resnet_rs_*` `model`; returns
+    `model`. `skip` names layers of `model` to leave as they are (a new classifier). Raises
+    ValueError, before changing anything, when a layer has no counterpart in the file or a shape
+    differs (another depth, or a "_notop" file for a model with its classifier)."""
+    stored, pairs = _h5_layers(path), []
+    for layer in _weighted_layers(model, skip):
+        pattern = _resnet_rs_reference_name(layer.name)
+        matches = [name for name in stored if re.fullmatch(pattern, name)]
+        if len(matches) != 1:
+            raise ValueError(f"{path} has {len(matches)} layers for {model.name}'s {layer.name} (looked for "
+                             f"{pattern!r}): not this model's ResNet-RS weights file.")
+        values = stored[matches[0]]
+        if [w.shape for w in layer.get_weights()] != [v.shape for v in values]:
+            raise ValueError(f"Layer {layer.name} {[w.shape for w in layer.get_weights()]} does not match "
+                             f"{matches[0]} {[v.shape for v in values]} in {path}.")
+        pairs.append((layer, values))
+    for layer, values in pairs:
+        layer.set_weights(values)
+    return model
+
+
+RESNET_RS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet_rs/"
+
+
+def _unavailable(spec, source, err):
+    return PretrainedWeightsUnavailable(
+        f"Could not get the ImageNet weights of {spec.name} from {source}: {err}. They are downloaded once "
+        "into ~/.keras/models; on a machine without network, copy that file there from a machine that has "
+        "it, or pass weights=PATH to a file of your own.")
+
+
+def _resnet_rs_imagenet(model, spec, config, top):
+    """keras.applications' ResNet-RS ImageNet file for `config.depth` (trained at the paper's image
+    size for that depth), downloaded once into ~/.keras/models; the only step that may download."""
+    from keras_zoo.models.resnet import RS_VARIANTS
+    filename = f"resnet-rs-{config.depth}-i{RS_VARIANTS[config.depth][0]}{'' if top else '_notop'}.h5"
+    try:
+        path = keras.utils.get_file(filename, RESNET_RS_URL + filename, cache_subdir="models")
+    except Exception as err:  # keras raises a bare Exception on a failed download
+        raise _unavailable(spec, RESNET_RS_URL + filename, err) from err
+    return from_resnet_rs_h5(model, path, skip=() if top else ("predictions",))
+
+
 # Models whose ImageNet weights come from keras.applications' own files.
 KERAS_APPLICATIONS = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)} | {
     "mobilenet_v2_100": "MobileNetV2", "mobilenet_v2_140": "MobileNetV2"} | {
     f"resnet{d}": f"ResNet{d}" for d in (50, 101, 152)}
+# ResNet-RS: keras.applications.resnet_rs' weights files, read by layer name (both Keras modes).
+RESNET_RS_IMAGENET = {f"resnet_rs_{d}" for d in (50, 101, 152, 200, 270, 350, 420)}
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -108,18 +197,18 @@ def load_imagenet(model, spec, config):
     expected normalized as `spec.input_norm` says (keras_zoo.data.preprocessing.normalize).
     """
     app_name = KERAS_APPLICATIONS.get(spec.name)
+    top = config.include_top and config.num_classes == 1000
+    if spec.name in RESNET_RS_IMAGENET:
+        return _resnet_rs_imagenet(model, spec, config, top)
     if app_name is None:
         raise PretrainedWeightsUnavailable(
             f"No ImageNet weights are available for {spec.name} yet; models with weights: "
-            f"{', '.join(sorted(KERAS_APPLICATIONS))}. Train it, or pass weights=PATH of your own.")
-    top = config.include_top and config.num_classes == 1000
+            f"{', '.join(sorted(KERAS_APPLICATIONS.keys() | RESNET_RS_IMAGENET))}. Train it, or pass "
+            "weights=PATH of your own.")
     try:
         ref = _keras_applications_reference(app_name, config, top)
     except Exception as err:  # keras raises a bare Exception on a failed download
-        raise PretrainedWeightsUnavailable(
-            f"Could not get the ImageNet weights of {spec.name} from keras.applications.{app_name}: {err}. "
-            "They are downloaded once into ~/.keras/models; on a machine without network, copy that "
-            "file there from a machine that has it, or pass weights=PATH to a file of your own.") from err
+        raise _unavailable(spec, f"keras.applications.{app_name}", err) from err
     return from_keras_applications(model, ref, skip=() if top else ("predictions",))
 
 

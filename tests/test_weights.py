@@ -117,3 +117,73 @@ def test_resnet_equals_keras_applications_with_conv_biases_folded(depth):
     assert diff < 1e-4 and np.abs(theirs).max() > 0.1, diff  # random weights: logits of order 1
     assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) < sum(
         int(np.prod(w.shape)) for w in ref.trainable_weights)  # ours has no conv biases
+
+
+_RS_REFERENCE = """
+import sys
+import numpy as np
+from tf_keras.applications.resnet_rs import ResNetRS50
+ref = ResNetRS50(weights=None, input_shape=(64, 64, 3), include_preprocessing=False, classifier_activation=None)
+rng = np.random.RandomState(0)
+ref.set_weights([rng.uniform(0.5, 1.5, w.shape).astype("float32") if "variance" in v.name
+                 else rng.normal(0, 0.1, w.shape).astype("float32") for v, w in zip(ref.weights, ref.get_weights())])
+x = np.random.RandomState(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+ref.save_weights(sys.argv[1])
+np.savez(sys.argv[2], x=x, y=ref(x, training=False).numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def resnet_rs_50_file(tmp_path_factory):
+    """keras.applications' ResNet-RS-50 (tf_keras, random weights and BN statistics) saved as its
+    ImageNet files are, with its outputs: made in a tf_keras process."""
+    import os
+    import subprocess
+    import sys
+    folder = tmp_path_factory.mktemp("resnet_rs")
+    h5, outputs = folder / "resnet-rs-50-i160.h5", folder / "outputs.npz"
+    subprocess.run([sys.executable, "-c", _RS_REFERENCE, str(h5), str(outputs)], check=True, timeout=600,
+                   capture_output=True, env={**os.environ, "TF_USE_LEGACY_KERAS": "1"})
+    return h5, np.load(outputs)
+
+
+@pytest.mark.xdist_group("resnet_rs_file")  # one worker makes the reference file
+def test_resnet_rs_loads_keras_applications_weights_file_by_name(resnet_rs_50_file):
+    h5, ref = resnet_rs_50_file
+    model = weights_lib.from_resnet_rs_h5(keras_zoo.create_model("resnet_rs_50", resolution=64), str(h5))
+    ours = np.asarray(model(ref["x"], training=False))
+    diff = np.abs(ours - ref["y"]).max()
+    assert diff < 1e-4 * max(1.0, np.abs(ref["y"]).max()) and np.abs(ref["y"]).max() > 0.1, diff
+    # Another depth (or a file without the classifier) is refused before anything is copied.
+    other = keras_zoo.create_model("resnet_rs_101", resolution=64)
+    before = other.get_layer("conv1_1_conv").get_weights()[0].copy()
+    with pytest.raises(ValueError, match="conv4_block7"):
+        weights_lib.from_resnet_rs_h5(other, str(h5))
+    np.testing.assert_array_equal(other.get_layer("conv1_1_conv").get_weights()[0], before)
+
+
+@pytest.mark.xdist_group("resnet_rs_file")  # one worker makes the reference file
+def test_resnet_rs_imagenet_weights_come_from_the_keras_applications_file(resnet_rs_50_file, monkeypatch):
+    h5, ref = resnet_rs_50_file
+    asked = []
+
+    def get_file(fname, origin, **kwargs):  # the download, kept out of the test
+        asked.append((fname, origin))
+        return str(h5)
+    monkeypatch.setattr(keras.utils, "get_file", get_file)
+    model = keras_zoo.create_model("resnet_rs_50", resolution=64, weights="imagenet")
+    assert asked == [("resnet-rs-50-i160.h5", weights_lib.RESNET_RS_URL + "resnet-rs-50-i160.h5")]
+    np.testing.assert_allclose(np.asarray(model(ref["x"], training=False)), ref["y"], rtol=1e-4, atol=1e-4)
+    # A new classifier keeps the backbone: the "_notop" file (here the same weights, its head skipped).
+    head = keras_zoo.create_model("resnet_rs_50", resolution=64, num_classes=5, weights="imagenet")
+    assert asked[-1][0] == "resnet-rs-50-i160_notop.h5"
+    np.testing.assert_array_equal(head.get_layer("conv5_block3_3_conv").get_weights()[0],
+                                  model.get_layer("conv5_block3_3_conv").get_weights()[0])
+
+
+def test_resnet_rs_imagenet_weights_offline_say_what_to_do(monkeypatch):
+    def offline(fname, origin, **kwargs):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -3]")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"resnet-rs-101-i192\.h5.*~/.keras/models.*weights=PATH"):
+        keras_zoo.create_model("resnet_rs_101", resolution=64, weights="imagenet")
