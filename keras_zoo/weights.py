@@ -9,8 +9,8 @@ convolutions that BatchNorm follows) is folded into that BatchNorm: BN(x + b) wi
 equals BN(x) with moving mean m - b, in inference and (the batch mean absorbs b) in training.
 
 `from_resnet_rs_h5(model, path)` reads the weights files of keras.applications' ResNet-RS (tf_keras
-`save_weights` HDF5, read with h5py in either Keras mode) by layer name, since that graph orders
-its layers differently from ours (SE before the shortcut, the shortcut built after the branch).
+`save_weights` HDF5, read with h5py in either Keras mode; Keras 3 has no ResNet-RS application to
+copy from) by layer name: each of our layers maps to one of its names.
 """
 import os
 import re
