@@ -60,6 +60,13 @@ def _float32_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws the same weights and random numbers whether it runs alone or after others on
+    an xdist worker: without this, unseeded initializers continue from whatever the worker ran before."""
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture
 def rng():
     return np.random.RandomState(0)
