@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["KERAS_ZOO_NO_CACHE"] = "1"  # tests count every figure from the graph
+TEST_SEED = int(os.environ.get("KERAS_ZOO_TEST_SEED", "0"))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -63,8 +64,10 @@ def _float32_policy():
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test draws the same weights and random numbers whether it runs alone or after others on
-    an xdist worker: without this, unseeded initializers continue from whatever the worker ran before."""
-    keras.utils.set_random_seed(0)
+    an xdist worker: without this, unseeded initializers continue from whatever the worker ran before.
+    KERAS_ZOO_TEST_SEED=1 (or any integer) reruns the suite on other draws, to find a test whose
+    tolerance only holds for seed 0."""
+    keras.utils.set_random_seed(TEST_SEED)
 
 
 @pytest.fixture
