@@ -108,6 +108,7 @@ def _h5_layers(path):
 
 
 # Our ResNet-RS layer name -> keras.applications' (a regex: its stem's name carries a Keras uid).
+# "batch_norm_1" has no leading underscore: that is how keras.applications' resnet_rs names it.
 _RS_PARTS = {"0_conv": "_projection_conv", "0_bn": "_projection_batch_norm", "1_conv": "_conv_1",
              "1_bn": "batch_norm_1", "2_conv": "_conv_2", "2_bn": "_batch_norm_2", "3_conv": "_conv_3",
              "3_bn": "_batch_norm_3", "se_reduce": "_se_se_reduce", "se_expand": "_se_se_expand"}

@@ -170,7 +170,7 @@ def build_resnet(cfg: ResNetConfig):
     if unknown:
         raise ValueError(f"lambda_blocks names blocks this network does not have: {unknown}. Its stages have "
                          f"{repeats} blocks, named conv2_block1 ... conv5_block{repeats[3]}.")
-    rates = iter(drop_connect_rates(sum(repeats), cfg.drop_connect))
+    rates, names = iter(drop_connect_rates(sum(repeats), cfg.drop_connect)), iter(block_names)
     for stage, count in enumerate(repeats):
         filters = int(64 * cfg.width) * 2 ** stage
 
@@ -181,7 +181,7 @@ def build_resnet(cfg: ResNetConfig):
                                name=f"{name}_dropblock")(t)
 
         for i in range(count):
-            name = f"conv{stage + 2}_block{i + 1}"
+            name = next(names)
             x = bottleneck(x, filters, 2 if i == 0 and stage > 0 else 1, cfg, norm_act, next(rates), dropblock,
                            name, use_lambda=stage in cfg.lambda_stages or name in cfg.lambda_blocks)
     x = classifier_head(x, cfg)
